@@ -1,0 +1,104 @@
+"""What the proxy itself says: refusals and local answers. JSON for programs, a small readable page
+for browsers. Nothing here ever echoes a token, a cookie or a stack trace.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+
+from aiohttp import web
+
+from .model import RequestContext
+
+TITLES = {
+    400: "Bad request",
+    401: "Sign-in required",
+    403: "Not allowed",
+    404: "Not found",
+    413: "Request too large",
+    414: "Request target too long",
+    431: "Request headers too large",
+    500: "Proxy error",
+    502: "Ray is unavailable",
+    503: "Not ready",
+    504: "Ray did not answer in time",
+}
+ERRORS = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    413: "too_large",
+    414: "target_too_long",
+    431: "headers_too_large",
+    500: "internal",
+    502: "bad_gateway",
+    503: "unavailable",
+    504: "gateway_timeout",
+}
+
+
+def wants_html(request: web.BaseRequest) -> bool:
+    accept = request.headers.get("Accept", "")
+    return "text/html" in accept and not request.headers.get("X-Requested-With")
+
+
+def refusal(request: web.BaseRequest, ctx: RequestContext, status: int, reason: str) -> web.Response:
+    """The one shape of every refusal: status, {error, reason, request_id}, or the HTML page."""
+    headers = {"X-Request-Id": ctx.request_id, "Cache-Control": "no-store"}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'IAP realm="ray-iap-proxy"'
+    if wants_html(request):
+        return web.Response(
+            status=status,
+            text=_page(ctx, status, reason),
+            content_type="text/html",
+            charset="utf-8",
+            headers=headers,
+        )
+    body = {"error": ERRORS.get(status, "error"), "reason": reason, "request_id": ctx.request_id}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _page(ctx: RequestContext, status: int, reason: str) -> str:
+    e = html.escape
+    who = e(ctx.identity.email) if ctx.identity else "not signed in"
+    rows = [("Signed in as", who), ("Cluster tenant", e(ctx.tenant or "-"))]
+    if ctx.verb is not None:
+        rows.append(("Permission needed", e(str(ctx.verb))))
+    rows += [
+        ("Request", e(f"{ctx.method} {ctx.target.split('?', 1)[0]}"[:200])),
+        ("Reason", e(reason)),
+        ("Request id", f"<code>{e(ctx.request_id)}</code>"),
+    ]
+    table = "\n".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    title = e(TITLES.get(status, "Refused"))
+    hint = (
+        "Ask your platform team for a role that grants the permission above, quoting the request id."
+        if status == 403
+        else "Reload the page to sign in again."
+        if status == 401
+        else "Quote the request id to your platform team if this persists."
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{status} {title} · Ray</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{{font:15px/1.5 system-ui,sans-serif;max-width:40rem;margin:4rem auto;padding:0 1rem;color:#222}}
+h1{{font-size:1.4rem}} th{{text-align:left;padding-right:1.5rem;color:#555;font-weight:500}}
+td,th{{padding:.25rem 0;vertical-align:top}} code{{background:#f3f3f3;padding:0 .3rem}}
+.s{{color:#b00}}</style></head>
+<body><h1><span class="s">{status}</span> {title}</h1>
+<p>The Ray cluster's access proxy refused this request.</p>
+<table>{table}</table>
+<p>{e(hint)}</p></body></html>
+"""
+
+
+def json_answer(ctx: RequestContext, body: object, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps(body),
+        content_type="application/json",
+        headers={"X-Request-Id": ctx.request_id, "Cache-Control": "no-store"},
+    )

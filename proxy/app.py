@@ -1,0 +1,140 @@
+"""Wiring only: build the application from a Config, own the long-lived resources, run it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+
+from .auth.keys import Fetch, KeyStore
+from .auth.verifier import Verifier
+from .authz.routes import DEFAULT_TABLE, RouteTable
+from .config import Config
+from .pipeline import PROXY, Proxy, handle
+from .telemetry import Telemetry
+from .upstream.http import upstream_timeout
+
+log = logging.getLogger("ray_iap_proxy")
+KEY_RETRY_SECONDS = (2, 5, 10, 30, 60)
+
+
+def http_fetcher(session: aiohttp.ClientSession, timeout: float) -> Fetch:
+    """The production key-set fetch: one GET, bounded in time and size."""
+
+    async def fetch(url: str) -> bytes:
+        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False) as r:
+            if r.status != 200:
+                raise OSError(f"key set URL answered {r.status}")
+            body = await r.content.read(1 << 20)
+            if not r.content.at_eof():
+                raise OSError("key set larger than 1 MiB")
+            return body
+
+    return fetch
+
+
+async def _refresh_keys_forever(store: KeyStore, every: float) -> None:
+    failures = 0
+    while True:
+        if store.ready and failures == 0:
+            await asyncio.sleep(every)
+        else:
+            await asyncio.sleep(KEY_RETRY_SECONDS[min(failures, len(KEY_RETRY_SECONDS) - 1)])
+        failures = 0 if await store.refresh() else failures + 1
+
+
+def build_app(
+    config: Config,
+    *,
+    routes: RouteTable = DEFAULT_TABLE,
+    fetch: Callable[[aiohttp.ClientSession], Fetch] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> web.Application:
+    """The proxy as an aiohttp application. `fetch` and `clock` are seams for tests."""
+    app = web.Application(client_max_size=1024)
+    telemetry = Telemetry(config.tracing_exporter)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        limits = config.limits
+        session = aiohttp.ClientSession(
+            timeout=upstream_timeout(
+                limits.upstream_connect_timeout_seconds, limits.upstream_read_timeout_seconds
+            ),
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            connector=aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True),
+        )
+        keys_session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
+        fetcher = (fetch or (lambda s: http_fetcher(s, config.iap.key_fetch_timeout_seconds)))(keys_session)
+        store = KeyStore(config.iap.jwks_url, fetcher, config.iap.key_min_refetch_seconds)
+        verifier = Verifier(config.iap, store, clock=clock) if clock else Verifier(config.iap, store)
+        store.on_removed = lambda _kids: verifier.forget_all()
+        app[PROXY] = Proxy(
+            config=config,
+            verifier=verifier,
+            routes=routes,
+            telemetry=telemetry,
+            session=session,
+            ray_token=config.read_ray_token(),
+        )
+        await store.refresh()
+        refresher = asyncio.get_running_loop().create_task(
+            _refresh_keys_forever(store, config.iap.key_refresh_seconds), name="key-refresh"
+        )
+        try:
+            yield
+        finally:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+            await session.close()
+            await keys_session.close()
+            telemetry.shutdown()
+
+    async def on_shutdown(app: web.Application) -> None:
+        if PROXY in app:
+            app[PROXY].draining = True
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(on_shutdown)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+def handler_args(config: Config) -> dict[str, object]:
+    limits = config.limits
+    return {
+        "max_line_size": limits.max_target_length + 64,
+        "max_field_size": limits.max_header_bytes,
+        "max_headers": limits.max_headers,
+        "keepalive_timeout": limits.client_idle_timeout_seconds,
+    }
+
+
+def serve(config: Config, ready: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Run until SIGTERM/SIGINT; then stop accepting, let in-flight requests and streams finish for
+    `shutdown_grace_seconds`, and return (exit 0)."""
+    app = build_app(config)
+    if ready is not None:
+
+        async def _ready(_app: web.Application) -> None:
+            await ready()
+
+        app.on_startup.append(_ready)
+    log.info(
+        "ray-iap-proxy listening on %s, tenant %s, upstream %s", config.listen, config.tenant, config.upstream
+    )
+    web.run_app(
+        app,
+        host=config.listen.host,
+        port=config.listen.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=config.shutdown_grace_seconds,
+        handler_cancellation=True,
+        **handler_args(config),  # type: ignore[arg-type]
+    )

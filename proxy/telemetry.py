@@ -1,0 +1,132 @@
+"""Tracing, the access record, and redaction of secrets at the logging layer.
+
+One access record per request, written after the response (or the stream) has finished, built from
+the RequestContext only: never from a body. A span per request carries the same ids.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Mapping
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.trace import Span, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from .model import RequestContext
+
+ACCESS_LOGGER = "ray_iap_proxy.access"
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+# A JWS (three base64url parts, the first starting like a JSON header), bearer credentials, and
+# credential cookies. A second line of defence: nothing should log them in the first place.
+_SECRETS = re.compile(
+    r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"
+    r"|(?i:bearer)\s+[A-Za-z0-9._~+/=-]+"
+    r"|(?i:ray-authentication-token|GCP_IAP_[A-Z_]*|__Host-GCP_IAP_[A-Z_0-9]*)=[^;\s\"]+"
+)
+
+
+def redact(text: str) -> str:
+    return _SECRETS.sub("[redacted]", text)
+
+
+class RedactingFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    """App logs to stderr, access records (JSON lines) to stdout; both redacted."""
+    redactor = RedactingFilter()
+    app = logging.StreamHandler(sys.stderr)
+    app.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    app.addFilter(redactor)
+    root = logging.getLogger()
+    root.handlers[:] = [app]
+    root.setLevel(level)
+    out = logging.StreamHandler(sys.stdout)
+    out.setFormatter(logging.Formatter("%(message)s"))
+    out.addFilter(redactor)
+    access_log.handlers[:] = [out]
+    access_log.propagate = False
+    access_log.setLevel(logging.INFO)
+
+
+class Telemetry:
+    """The tracer and counters of one application; created and shut down with it."""
+
+    def __init__(self, exporter: str = "none", service: str = "ray-iap-proxy") -> None:
+        self.provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        if exporter == "console":
+            self.provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+        self.tracer: Tracer = self.provider.get_tracer("ray_iap_proxy")
+        self.propagator = TraceContextTextMapPropagator()
+        self.counts: Counter[str] = Counter()
+
+    def start_span(self, method: str, headers: Mapping[str, str]) -> Span:
+        parent: Context = self.propagator.extract(carrier=dict(headers))
+        return self.tracer.start_span(f"proxy {method}", context=parent)
+
+    def record(self, ctx: RequestContext, span: Span, user_agent: str = "") -> None:
+        """Finish the span and write the access record for a finished request."""
+        duration_ms = round((time.monotonic() - ctx.started) * 1000, 2)
+        path, _, query = ctx.target.partition("?")
+        attrs: dict[str, str | int | bool] = {
+            "http.request.method": ctx.method,
+            "url.path": path[:512],
+            "http.response.status_code": ctx.status,
+            "ray_iap.decision": ctx.decision,
+            "ray_iap.reason": ctx.reason,
+            "ray_iap.tenant": ctx.tenant,
+            "ray_iap.request_id": ctx.request_id,
+        }
+        if ctx.identity is not None:
+            attrs["enduser.id"] = ctx.identity.email
+        if ctx.verb is not None:
+            attrs["ray_iap.verb"] = str(ctx.verb)
+        if ctx.route is not None:
+            attrs["http.route"] = ctx.route.pattern
+        span.set_attributes(attrs)
+        span.end()
+        self.counts[f"{ctx.decision or 'none'} {ctx.status}"] += 1
+        record = {
+            "ts": round(time.time(), 3),
+            "request_id": ctx.request_id,
+            "trace_id": ctx.trace_id,
+            "span_id": ctx.span_id,
+            "remote": ctx.remote,
+            "method": ctx.method,
+            "path": path,
+            "query": redact(query) if query else None,
+            "status": ctx.status,
+            "decision": ctx.decision,
+            "reason": ctx.reason,
+            "email": ctx.identity.email if ctx.identity else None,
+            "tenant": ctx.tenant,
+            "route": ctx.route.pattern if ctx.route else None,
+            "verb": str(ctx.verb) if ctx.verb else None,
+            "upstream_status": ctx.upstream_status,
+            "bytes_in": ctx.bytes_in,
+            "bytes_out": ctx.bytes_out,
+            "duration_ms": duration_ms,
+            "websocket": ctx.websocket,
+            "user_agent": user_agent[:200] or None,
+            **ctx.extra,
+        }
+        access_log.info(json.dumps(record, separators=(",", ":")))
+
+    def shutdown(self) -> None:
+        self.provider.shutdown()

@@ -1,0 +1,1 @@
+"""Talking to Ray: header hygiene (pure), HTTP streaming, WebSocket pumps."""

@@ -1,0 +1,154 @@
+"""Header hygiene, pure. What the client sent is filtered before Ray sees it; what Ray answers is
+filtered before the client sees it.
+
+Names are compared after lower-casing and mapping `_` to `-`, so `X_Ray_Authorization` and
+`AUTHORIZATION` are the same header here as they may be to some server behind us.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from http.cookies import SimpleCookie
+
+Headers = list[tuple[str, str]]
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-authenticate",
+    }
+)
+# Credentials and identity claims of the caller: never forwarded, in any spelling.
+CREDENTIALS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "x-ray-authorization",
+        "x-authenticated-user",
+        "x-forwarded-user",
+        "x-forwarded-email",
+        "x-remote-user",
+        "x-remote-groups",
+    }
+)
+# Headers that some servers let override the method or the path: never forwarded.
+REWRITERS = frozenset(
+    {
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "x-original-url",
+        "x-rewrite-url",
+        "x-original-uri",
+        "forwarded",
+    }
+)
+# Set by the client stack itself, or by us.
+TRANSPORT = frozenset({"host", "content-length", "expect"})
+# Cookies that carry credentials: Ray's own token and IAP's session.
+SECRET_COOKIE_PREFIXES = ("ray-authentication-token", "gcp_iap_", "__host-gcp_iap_")
+RAY_TOKEN_HEADER = "X-Ray-Authorization"
+
+
+def norm(name: str) -> str:
+    return name.strip().lower().replace("_", "-")
+
+
+def _dropped(name: str, connection_tokens: frozenset[str]) -> bool:
+    n = norm(name)
+    return (
+        n in HOP_BY_HOP
+        or n in CREDENTIALS
+        or n in REWRITERS
+        or n in TRANSPORT
+        or n in connection_tokens
+        or n.startswith("x-goog-")
+        or n.startswith("x-forwarded-")
+        or n == "cookie"
+    )
+
+
+def _connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
+    tokens: set[str] = set()
+    for name, value in headers:
+        if norm(name) == "connection":
+            tokens.update(norm(t) for t in value.split(",") if t.strip())
+    return frozenset(tokens - {"close", "keep-alive"})
+
+
+def is_secret_cookie(name: str) -> bool:
+    return name.strip().lower().startswith(SECRET_COOKIE_PREFIXES)
+
+
+def filter_cookie(value: str) -> str | None:
+    """The Cookie header without credential cookies; None when nothing is left."""
+    kept = []
+    for part in value.split(";"):
+        name, sep, _ = part.partition("=")
+        if not sep or not name.strip() or is_secret_cookie(name):
+            continue
+        kept.append(part.strip())
+    return "; ".join(kept) or None
+
+
+def request_headers(incoming: Iterable[tuple[str, str]], ray_token: str | None) -> Headers:
+    """Headers to send to Ray: the client's minus hop-by-hop, credentials and rewriters; plus Ray's token."""
+    incoming = list(incoming)
+    tokens = _connection_tokens(incoming)
+    out: Headers = [(k, v) for k, v in incoming if not _dropped(k, tokens)]
+    for name, value in incoming:
+        if norm(name) == "cookie" and (kept := filter_cookie(value)):
+            out.append(("Cookie", kept))
+    if ray_token:
+        out.append((RAY_TOKEN_HEADER, f"Bearer {ray_token}"))
+    return out
+
+
+def response_headers(incoming: Iterable[tuple[str, str]]) -> Headers:
+    """Headers to send to the client: Ray's minus hop-by-hop and any Ray credential cookie."""
+    incoming = list(incoming)
+    tokens = _connection_tokens(incoming)
+    out: Headers = []
+    for name, value in incoming:
+        n = norm(name)
+        if n in HOP_BY_HOP or n in tokens:
+            continue
+        if n == "set-cookie" and _sets_secret_cookie(value):
+            continue
+        out.append((name, value))
+    return out
+
+
+def _sets_secret_cookie(value: str) -> bool:
+    try:
+        cookie: SimpleCookie = SimpleCookie()
+        cookie.load(value)
+    except Exception:  # unparseable Set-Cookie: drop it rather than guess
+        return True
+    return any(is_secret_cookie(name) for name in cookie) or not cookie
+
+
+def iap_headers(incoming: Iterable[tuple[str, str]], assertion: str) -> Headers:
+    """What Google's IAP would pass on (for `dev-iap`): client `x-goog-*` stripped, its own assertion
+    added, the Host preserved (so Origin checks behind it see what the browser saw)."""
+    incoming = list(incoming)
+    tokens = _connection_tokens(incoming)
+    out: Headers = [
+        (k, v)
+        for k, v in incoming
+        if not (
+            norm(k) in HOP_BY_HOP
+            or norm(k) in tokens
+            or norm(k) in ("content-length", "expect")
+            or norm(k).startswith("x-goog-")
+        )
+    ]
+    out.append(("x-goog-iap-jwt-assertion", assertion))
+    return out

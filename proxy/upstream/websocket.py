@@ -1,0 +1,113 @@
+"""WebSocket pass-through (`/api/jobs/{id}/logs/tail`): the upgrade is authorized like the GET it
+is, Ray's handshake is completed first, then frames are pumped both ways and close codes propagated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+from aiohttp import WSMsgType, web
+from yarl import URL
+
+from ..model import RequestContext
+from .errors import UpstreamError
+from .headers import Headers, norm
+
+# What ws_connect negotiates itself.
+_HANDSHAKE = frozenset(
+    {
+        "sec-websocket-key",
+        "sec-websocket-version",
+        "sec-websocket-extensions",
+        "sec-websocket-protocol",
+        "sec-websocket-accept",
+    }
+)
+_UNSENDABLE_CODES = frozenset({1005, 1006, 1015})
+
+
+def is_upgrade(request: web.Request) -> bool:
+    return (
+        request.headers.get("Upgrade", "").lower() == "websocket"
+        and "upgrade" in request.headers.get("Connection", "").lower()
+    )
+
+
+async def forward_websocket(
+    request: web.Request,
+    ctx: RequestContext,
+    session: aiohttp.ClientSession,
+    url: URL,
+    headers: Headers,
+    max_message_bytes: int,
+) -> web.StreamResponse:
+    ctx.websocket = True
+    offered = request.headers.get("Sec-WebSocket-Protocol", "")
+    protocols = tuple(p.strip() for p in offered.split(",") if p.strip())
+    try:
+        upstream = await session.ws_connect(
+            url,
+            headers=[(k, v) for k, v in headers if norm(k) not in _HANDSHAKE],
+            protocols=protocols,
+            autoclose=False,
+            autoping=True,
+            max_msg_size=max_message_bytes,
+        )
+    except aiohttp.WSServerHandshakeError as exc:
+        ctx.upstream_status = exc.status
+        raise UpstreamError(
+            502 if exc.status < 400 else exc.status, f"Ray refused the WebSocket upgrade ({exc.status})"
+        ) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise UpstreamError(502, "Ray is not reachable") from exc
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise UpstreamError(504, "Ray did not answer in time") from exc
+    ctx.upstream_status = 101
+    async with upstream:
+        client = web.WebSocketResponse(
+            protocols=(upstream.protocol,) if upstream.protocol else (),
+            autoclose=False,
+            autoping=True,
+            max_msg_size=max_message_bytes,
+        )
+        await client.prepare(request)
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(_pump(upstream, client, ctx, "bytes_out"))
+            tg.create_task(_pump(client, upstream, ctx, "bytes_in"))
+        ctx.extra["close_code"] = str(client.close_code)
+        return client
+
+
+Side = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
+
+
+async def _pump(source: Side, sink: Side, ctx: RequestContext, counter: str) -> None:
+    """Copy frames from `source` to `sink` until `source` closes; then close `sink` with its code."""
+    code, message = 1000, b""
+    while True:
+        msg = await source.receive()
+        if msg.type is WSMsgType.TEXT:
+            setattr(ctx, counter, getattr(ctx, counter) + len(msg.data))
+            if not sink.closed:
+                await sink.send_str(msg.data)
+        elif msg.type is WSMsgType.BINARY:
+            setattr(ctx, counter, getattr(ctx, counter) + len(msg.data))
+            if not sink.closed:
+                await sink.send_bytes(msg.data)
+        elif msg.type is WSMsgType.CLOSE:
+            code = msg.data if isinstance(msg.data, int) else 1000
+            message = (msg.extra or "").encode()[:120] if isinstance(msg.extra, str) else b""
+            break
+        elif msg.type is WSMsgType.ERROR:
+            code = 1009 if "too big" in str(msg.data).lower() or "size" in str(msg.data).lower() else 1011
+            break
+        elif msg.type in (WSMsgType.CLOSING, WSMsgType.CLOSED):
+            code = source.close_code or 1000
+            break
+    if code in _UNSENDABLE_CODES:
+        code = 1011 if code == 1006 else 1000
+    if not sink.closed:
+        await sink.close(code=code, message=message)
+    if not source.closed:
+        await source.close(code=code)
