@@ -147,6 +147,7 @@ class _Section:
         if name not in self.data or self.data[name] is None:
             if default is _MISSING:
                 self.problems.append(f"{self.key(name)}: required")
+                return None  # type: ignore[return-value]
             return default
         value = self.data[name]
         ok = isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))

@@ -76,6 +76,7 @@ class KeyStore:
     keys: Keys = field(default_factory=dict)
     loaded_at: float | None = None
     last_attempt: float | None = None
+    last_miss_fetch: float | None = None
     last_error: str | None = None
     failures: int = 0
     fetches: int = 0
@@ -126,8 +127,10 @@ class KeyStore:
         async with self._lock:
             if kid in self.keys:
                 return True
-            if self.last_attempt is not None and self.clock() - self.last_attempt < self.min_refetch_seconds:
+            now = self.clock()
+            if self.last_miss_fetch is not None and now - self.last_miss_fetch < self.min_refetch_seconds:
                 return False
+            self.last_miss_fetch = now
             await self._refresh_locked()
             return kid in self.keys
 
