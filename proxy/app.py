@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -14,12 +16,15 @@ from .auth.keys import Fetch, KeyStore
 from .auth.verifier import Verifier
 from .authz.routes import DEFAULT_TABLE, RouteTable
 from .config import Config
+from .listener import ProxyRunner
+from .metrics import metrics_app
 from .pipeline import PROXY, Proxy, handle
 from .telemetry import Telemetry
 from .upstream.http import upstream_timeout
 
 log = logging.getLogger("ray_iap_proxy")
 KEY_RETRY_SECONDS = (2, 5, 10, 30, 60)
+CUT_WAIT_SECONDS = 2.0  # after the grace period: how long cancelled requests get to unwind
 
 
 def http_fetcher(session: aiohttp.ClientSession, timeout: float) -> Fetch:
@@ -96,8 +101,10 @@ def build_app(
             telemetry.shutdown()
 
     async def on_shutdown(app: web.Application) -> None:
+        # The listener is closed and idle connections too; what is left is in flight.
         if PROXY in app:
             app[PROXY].draining = True
+            await drain(app[PROXY].inflight, config.shutdown_grace_seconds)
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(on_shutdown)
@@ -105,36 +112,72 @@ def build_app(
     return app
 
 
-def handler_args(config: Config) -> dict[str, object]:
+async def drain(inflight: set[asyncio.Task[Any]], grace: float) -> None:
+    """Let in-flight requests and streams finish for up to `grace` seconds, then cut the rest."""
+    pending = {t for t in inflight if not t.done()}
+    if pending:
+        log.info("draining %d request(s) in flight for up to %g s", len(pending), grace)
+        _, pending = await asyncio.wait(pending, timeout=grace)
+    if pending:
+        log.warning("grace period over: cutting %d request(s) still in flight", len(pending))
+        for task in pending:
+            task.cancel()
+        await asyncio.wait(pending, timeout=CUT_WAIT_SECONDS)
+
+
+def runner_args(config: Config) -> dict[str, Any]:
+    """How the listener runs: `ProxyRunner(app, **runner_args(config))`. Limits that aiohttp's parser
+    enforces itself are answered by `listener.ProxyRequestHandler` (414/431/400)."""
     limits = config.limits
+    line = limits.max_target_length + 64  # the parser counts the target; the pipeline checks it exactly
+    if line == limits.max_header_bytes:
+        line += 1  # a line-too-long at the line limit must mean the target (414), never a header (431)
     return {
-        "max_line_size": limits.max_target_length + 64,
+        "max_line_size": line,
         "max_field_size": limits.max_header_bytes,
         "max_headers": limits.max_headers,
         "keepalive_timeout": limits.client_idle_timeout_seconds,
+        "max_connections": limits.max_connections,
+        "handler_cancellation": True,  # a client that goes away cancels its request, and Ray's side
+        "shutdown_timeout": config.shutdown_grace_seconds,  # a backstop: `drain` does the waiting
+        "access_log": None,  # ours is telemetry's
     }
 
 
 def serve(config: Config, ready: Callable[[], Awaitable[None]] | None = None) -> None:
     """Run until SIGTERM/SIGINT; then stop accepting, let in-flight requests and streams finish for
-    `shutdown_grace_seconds`, and return (exit 0)."""
+    `shutdown_grace_seconds`, cut what is left, and return (exit 0)."""
+    asyncio.run(_serve(config, ready))
+
+
+async def _serve(config: Config, ready: Callable[[], Awaitable[None]] | None) -> None:
     app = build_app(config)
-    if ready is not None:
-
-        async def _ready(_app: web.Application) -> None:
+    runner = ProxyRunner(app, **runner_args(config))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await runner.setup()
+    metrics: web.AppRunner | None = None
+    try:
+        await web.TCPSite(runner, config.listen.host, config.listen.port).start()
+        if config.metrics_listen is not None:
+            metrics = web.AppRunner(metrics_app(app, runner), access_log=None)
+            await metrics.setup()
+            await web.TCPSite(metrics, config.metrics_listen.host, config.metrics_listen.port).start()
+        log.info(
+            "ray-iap-proxy listening on %s, tenant %s, upstream %s%s",
+            config.listen,
+            config.tenant,
+            config.upstream,
+            f", metrics on {config.metrics_listen}" if config.metrics_listen else "",
+        )
+        if ready is not None:
             await ready()
-
-        app.on_startup.append(_ready)
-    log.info(
-        "ray-iap-proxy listening on %s, tenant %s, upstream %s", config.listen, config.tenant, config.upstream
-    )
-    web.run_app(
-        app,
-        host=config.listen.host,
-        port=config.listen.port,
-        print=None,
-        access_log=None,
-        shutdown_timeout=config.shutdown_grace_seconds,
-        handler_cancellation=True,
-        **handler_args(config),  # type: ignore[arg-type]
-    )
+        await stop.wait()
+        log.info("shutting down: no new connections; grace period %g s", config.shutdown_grace_seconds)
+    finally:
+        await runner.cleanup()
+        if metrics is not None:
+            await metrics.cleanup()
+    log.info("stopped")

@@ -40,7 +40,8 @@ DEFAULT_UPSTREAM_READ_TIMEOUT_SECONDS = 3600.0  # matches the load balancer's ti
 DEFAULT_MAX_HEADER_BYTES = 8190
 DEFAULT_MAX_HEADERS = 100
 DEFAULT_MAX_TARGET_LENGTH = 4096
-DEFAULT_CLIENT_IDLE_TIMEOUT_SECONDS = 75.0
+DEFAULT_CLIENT_IDLE_TIMEOUT_SECONDS = 75.0  # also bounds how long a request's headers may take
+DEFAULT_CLIENT_READ_TIMEOUT_SECONDS = 60.0  # longest stall of a request body, or of a client reading ours
 DEFAULT_MAX_CONNECTIONS = 1024
 DEFAULT_HEALTH_PATH = "/healthz"
 DEFAULT_READY_PATH = "/readyz"
@@ -88,6 +89,7 @@ class Limits:
     max_headers: int = DEFAULT_MAX_HEADERS
     max_target_length: int = DEFAULT_MAX_TARGET_LENGTH
     client_idle_timeout_seconds: float = DEFAULT_CLIENT_IDLE_TIMEOUT_SECONDS
+    client_read_timeout_seconds: float = DEFAULT_CLIENT_READ_TIMEOUT_SECONDS
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     upstream_connect_timeout_seconds: float = DEFAULT_UPSTREAM_CONNECT_TIMEOUT_SECONDS
     upstream_read_timeout_seconds: float = DEFAULT_UPSTREAM_READ_TIMEOUT_SECONDS
@@ -105,6 +107,7 @@ class Config:
     limits: Limits = Limits()
     shutdown_grace_seconds: float = DEFAULT_SHUTDOWN_GRACE_SECONDS
     tracing_exporter: str = "none"
+    metrics_listen: HostPort | None = None  # a separate listener for /metrics; off when None
     source: Path | None = None
 
     def read_ray_token(self) -> str | None:
@@ -195,7 +198,11 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
     raw = _read_yaml(source, "config", problems)
     top = _Section(raw if raw is not None else {}, "", problems)
 
-    listen = _parse_listen(top, top.take("listen", str, DEFAULT_LISTEN))
+    listen = _parse_listen(top, "listen", top.take("listen", str, DEFAULT_LISTEN))
+    metrics_text = top.take("metrics_listen", str, "")
+    metrics_listen = _parse_listen(top, "metrics_listen", metrics_text) if metrics_text else None
+    if metrics_listen is not None and metrics_listen.port == listen.port:
+        top.problem("metrics_listen", metrics_text, "must use another port than listen")
     upstream = _parse_upstream(top, top.take("upstream", str, DEFAULT_UPSTREAM))
     tenant = top.take("tenant", str, env.get("POD_NAMESPACE", "")) or ""
     if not tenant:
@@ -235,6 +242,7 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
         limits=limits,
         shutdown_grace_seconds=grace,
         tracing_exporter=exporter,
+        metrics_listen=metrics_listen,
         source=source,
     )
 
@@ -254,11 +262,11 @@ def _read_yaml(path: Path, key: str, problems: list[str]) -> Any:
         return None
 
 
-def _parse_listen(top: _Section, text: str) -> HostPort:
+def _parse_listen(top: _Section, key: str, text: str) -> HostPort:
     host, _, port = text.rpartition(":")
     host = host.strip("[]")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        top.problem("listen", text, "must be HOST:PORT with a port from 1 to 65535")
+        top.problem(key, text, "must be HOST:PORT with a port from 1 to 65535")
         return HostPort("127.0.0.1", 8265)
     return HostPort(host, int(port))
 
@@ -335,6 +343,9 @@ def _parse_limits(sec: _Section) -> Limits:
         max_target_length=sec.number("max_target_length", int, d.max_target_length, 64, 1 << 20),
         client_idle_timeout_seconds=sec.number(
             "client_idle_timeout_seconds", float, d.client_idle_timeout_seconds, 1, 86400
+        ),
+        client_read_timeout_seconds=sec.number(
+            "client_read_timeout_seconds", float, d.client_read_timeout_seconds, 0.5, 3600
         ),
         max_connections=sec.number("max_connections", int, d.max_connections, 1, 1_000_000),
         upstream_connect_timeout_seconds=sec.number(

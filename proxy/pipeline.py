@@ -3,9 +3,10 @@
     health? -> canonical target -> who (401) -> which route (403) -> cross-site? (403)
             -> may they (403) -> Ray's credentials swapped in -> stream (HTTP or WebSocket)
 
-Every outcome is mapped to a status here and only here: malformed 400/414, no or bad credentials 401,
-authenticated but not allowed 403, too large 413, our own or Ray's failure 5xx. Nothing is allowed on
-error: an exception anywhere is a refusal.
+Every outcome is mapped to a status here and only here: malformed 400/414/431, no or bad credentials 401,
+authenticated but not allowed 403, a stalled body 408, too large 413, our own or Ray's failure 5xx.
+Nothing is allowed on error: an exception anywhere is a refusal. Requests aiohttp's parser refuses
+before any handler runs come through `refuse_unparseable`, with the same shape of answer and record.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, BadStatusLine, InvalidURLError, LineTooLong
 from yarl import URL
 
 from . import answers
@@ -29,7 +32,7 @@ from .authz.target import BadTarget, parse_target
 from .config import DEFAULT_HEALTH_PATH, DEFAULT_READY_PATH, Config
 from .model import Action, RequestContext, Route
 from .telemetry import Telemetry
-from .upstream.errors import BodyTooLarge, UpstreamError
+from .upstream.errors import ClientFault, UpstreamError
 from .upstream.headers import request_headers
 from .upstream.http import forward_http
 from .upstream.websocket import forward_websocket, is_upgrade
@@ -55,6 +58,7 @@ class Proxy:
     session: aiohttp.ClientSession
     ray_token: str | None
     draining: bool = False
+    inflight: set[asyncio.Task[Any]] = field(default_factory=set)  # drained at shutdown
     upstream: URL = field(init=False)
 
     def __post_init__(self) -> None:
@@ -81,14 +85,17 @@ async def handle(request: web.Request) -> web.StreamResponse:
     sc = span.get_span_context()
     ctx.trace_id, ctx.span_id = f"{sc.trace_id:032x}", f"{sc.span_id:016x}"
     response: web.StreamResponse | None = None
+    task = asyncio.current_task()
+    if task is not None:
+        proxy.inflight.add(task)
     try:
         response = await _serve(request, proxy, ctx)
     except Refused as exc:
         response = _refuse(request, ctx, exc.status, exc.reason)
     except UpstreamError as exc:
         response = _refuse(request, ctx, exc.status, exc.reason, decision=ctx.decision or "error")
-    except BodyTooLarge as exc:
-        response = _refuse(request, ctx, 413, str(exc))
+    except ClientFault as exc:
+        response = _refuse(request, ctx, exc.status, exc.reason)
     except asyncio.CancelledError:
         ctx.extra["aborted"] = "cancelled"
         ctx.status = ctx.status or 499
@@ -97,14 +104,65 @@ async def handle(request: web.Request) -> web.StreamResponse:
         log.exception("request %s failed inside the proxy", ctx.request_id)
         response = _refuse(request, ctx, 500, "internal proxy error", decision="error")
     finally:
+        if task is not None:
+            proxy.inflight.discard(task)
         if response is not None:
             ctx.status = response.status
         proxy.telemetry.record(ctx, span, request.headers.get("User-Agent", ""))
     return response
 
 
+def refuse_unparseable(
+    request: web.BaseRequest, proxy: Proxy, status: int, exc: BaseException | None, line_limit: int
+) -> web.Response:
+    """aiohttp refused the request before any handler ran (its parser, or an error escaping it):
+    answer like every other refusal and leave one access record. The parser's own message is never
+    echoed or logged: it quotes the raw request, credentials included."""
+    ctx = RequestContext(
+        request_id=uuid.uuid4().hex,
+        method="-",
+        target="-",
+        remote=request.remote or "",
+        started=time.monotonic(),
+        tenant=proxy.config.tenant,
+    )
+    span = proxy.telemetry.start_span("-", {})
+    sc = span.get_span_context()
+    ctx.trace_id, ctx.span_id = f"{sc.trace_id:032x}", f"{sc.span_id:016x}"
+    if status == 400:
+        status, reason = parse_failure(exc, line_limit)
+        ctx.extra["parser"] = type(exc).__name__
+    else:
+        reason = "request timed out inside the proxy" if status == 504 else "internal proxy error"
+    response = _refuse(request, ctx, status, reason, decision="deny" if status < 500 else "error")
+    response.force_close()
+    ctx.status = status
+    proxy.telemetry.record(ctx, span)
+    return response
+
+
+def parse_failure(exc: BaseException | None, line_limit: int) -> tuple[int, str]:
+    """The status and a safe reason for one of aiohttp's parser errors. `line_limit` is the request
+    line limit the parser was given: a line-too-long at that limit is the target (414), any other is
+    a header (431)."""
+    if isinstance(exc, LineTooLong):
+        limit = exc.args[1] if len(exc.args) > 1 else None
+        if limit == line_limit:
+            return 414, "request target too long"
+        return 431, f"a request header is longer than {limit} bytes"
+    if isinstance(exc, BadHttpMessage) and exc.message.startswith("Too many headers"):
+        return 431, "too many request headers"
+    if isinstance(exc, BadHttpMethod):
+        return 400, "malformed or unknown method"
+    if isinstance(exc, BadStatusLine):
+        return 400, "malformed request line"
+    if isinstance(exc, InvalidURLError):
+        return 400, "malformed request target"
+    return 400, "malformed request (headers or framing)"
+
+
 def _refuse(
-    request: web.Request, ctx: RequestContext, status: int, reason: str, decision: str = "deny"
+    request: web.BaseRequest, ctx: RequestContext, status: int, reason: str, decision: str = "deny"
 ) -> web.Response:
     if not (status >= 500 and ctx.decision == "allow"):  # an allowed request that Ray failed stays "allow"
         ctx.decision = decision
@@ -141,7 +199,8 @@ async def _serve(request: web.Request, proxy: Proxy, ctx: RequestContext) -> web
     if route.action is Action.DENY or route.verb is None:
         raise Refused(403, f"{route.pattern} is internal to Ray and never exposed")
 
-    csrf = cross_site_reason(request.method, request.headers, request.host)
+    upgrade = route.websocket and is_upgrade(request)
+    csrf = cross_site_reason(request.method, request.headers, request.host, upgrade=upgrade)
     if csrf is not None:
         raise Refused(403, csrf)
 
@@ -155,11 +214,13 @@ async def _serve(request: web.Request, proxy: Proxy, ctx: RequestContext) -> web
     headers = request_headers(request.headers.items(), proxy.ray_token)
     url = URL(proxy.config.upstream + target.raw, encoded=True)
     limits = proxy.config.limits
-    if route.websocket and is_upgrade(request):
+    if upgrade:
         return await forward_websocket(
             request, ctx, proxy.session, url, headers, limits.max_websocket_message_bytes
         )
-    return await forward_http(request, ctx, proxy.session, url, headers, limits.max_body_bytes)
+    return await forward_http(
+        request, ctx, proxy.session, url, headers, limits.max_body_bytes, limits.client_read_timeout_seconds
+    )
 
 
 def _local(route: Route, ctx: RequestContext) -> web.Response:

@@ -1,7 +1,9 @@
-"""Tracing, the access record, and redaction of secrets at the logging layer.
+"""Tracing, the access record, counters in Prometheus' text format, and redaction of secrets at the
+logging layer.
 
 One access record per request, written after the response (or the stream) has finished, built from
-the RequestContext only: never from a body. A span per request carries the same ids.
+the RequestContext only: never from a body. A span per request carries the same ids. Metrics carry
+counts and states only: never an identity, a path or a token.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import re
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
@@ -40,11 +43,21 @@ def redact(text: str) -> str:
 
 
 class RedactingFilter(logging.Filter):
+    """Redacts the message and any traceback: an exception's text can quote a raw request."""
+
+    _formatter = logging.Formatter()
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         cleaned = redact(message)
         if cleaned != message:
             record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = redact(record.stack_info)
         return True
 
 
@@ -74,7 +87,8 @@ class Telemetry:
             self.provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
         self.tracer: Tracer = self.provider.get_tracer("ray_iap_proxy")
         self.propagator = TraceContextTextMapPropagator()
-        self.counts: Counter[str] = Counter()
+        self.counts: Counter[str] = Counter()  # "decision status" -> requests
+        self.connections_refused = 0  # over limits.max_connections
 
     def start_span(self, method: str, headers: Mapping[str, str]) -> Span:
         parent: Context = self.propagator.extract(carrier=dict(headers))
@@ -130,3 +144,30 @@ class Telemetry:
 
     def shutdown(self) -> None:
         self.provider.shutdown()
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    name: str
+    kind: str  # "counter" or "gauge"
+    help: str
+    samples: tuple[tuple[Mapping[str, str], float], ...]
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def prometheus_text(metrics: Iterable[Metric]) -> str:
+    """Prometheus' text exposition format (version 0.0.4)."""
+    lines: list[str] = []
+    for m in metrics:
+        lines += [f"# HELP {m.name} {m.help}", f"# TYPE {m.name} {m.kind}"]
+        for labels, value in m.samples:
+            text = ",".join(f'{k}="{_label(v)}"' for k, v in sorted(labels.items()))
+            lines.append(f"{m.name}{{{text}}} {_number(value)}" if text else f"{m.name} {_number(value)}")
+    return "\n".join(lines) + "\n"

@@ -8,6 +8,7 @@ within leeway, a bounded lifetime, an email.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -92,7 +93,12 @@ def _number(claims: Mapping[str, Any], name: str) -> float:
     value = claims.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TokenError(f"claim {name} missing or not a number")
-    return float(value)
+    # JSON as Python reads it admits NaN, Infinity and integers too large for a float; NaN compares
+    # false with everything, which would turn every time check below into a pass.
+    number = float(value) if isinstance(value, float) or abs(value) < 2**63 else math.nan
+    if not math.isfinite(number):
+        raise TokenError(f"claim {name} missing or not a number")
+    return number
 
 
 def identity_from_claims(claims: Mapping[str, Any], iap: IapConfig, now: float) -> Identity:

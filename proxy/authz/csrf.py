@@ -4,6 +4,10 @@ are allowed only when the browser says the request came from this very origin.
 
 Same-*site* is not enough: `ray-team-b.example.com` is same-site with `ray-team-a.example.com`.
 Requests without browser provenance headers (CLI, SDK) are not browser-originated and pass.
+
+A WebSocket upgrade is a GET, but the same-origin policy does not protect what it returns: a page on
+any site may open one with the user's cookies and read every frame (cross-site WebSocket hijacking of
+a job's log tail). Upgrades are therefore held to the rule of state-changing methods.
 """
 
 from __future__ import annotations
@@ -15,10 +19,14 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def cross_site_reason(method: str, headers: Mapping[str, str], host: str) -> str | None:
+def cross_site_reason(
+    method: str, headers: Mapping[str, str], host: str, *, upgrade: bool = False
+) -> str | None:
     """Why this request must be refused as cross-site, or None when it may proceed."""
-    if method in SAFE_METHODS:
+    if method in SAFE_METHODS and not upgrade:
         return None
+    if upgrade:
+        method = "WebSocket"
     site = headers.get("Sec-Fetch-Site")
     if site is not None and site.strip().lower() not in ("same-origin", "none"):
         return f"cross-origin {method} refused (Sec-Fetch-Site: {site.strip()[:20]})"

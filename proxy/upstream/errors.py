@@ -1,4 +1,4 @@
-"""What can go wrong talking to Ray, as statuses the pipeline maps in one place."""
+"""What can go wrong while relaying a request, as statuses the pipeline maps in one place."""
 
 from __future__ import annotations
 
@@ -12,9 +12,18 @@ class UpstreamError(Exception):
         self.reason = reason
 
 
-class BodyTooLarge(Exception):
+class ClientFault(Exception):
+    """The client broke its own request mid-way: a body that stalls (408) or is malformed (400)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class BodyTooLarge(ClientFault):
     """The request body exceeded `limits.max_body_bytes` (413)."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(f"request body larger than {limit} bytes")
+        super().__init__(413, f"request body larger than {limit} bytes")
         self.limit = limit

@@ -4,6 +4,7 @@ is written as Ray produces it. Nothing is buffered beyond one chunk.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 
@@ -12,7 +13,7 @@ from aiohttp import web
 from yarl import URL
 
 from ..model import RequestContext
-from .errors import BodyTooLarge, UpstreamError
+from .errors import BodyTooLarge, ClientFault, UpstreamError
 from .headers import Headers, response_headers
 
 log = logging.getLogger("ray_iap_proxy.upstream")
@@ -22,15 +23,32 @@ _AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
-async def _relay_body(request: web.Request, ctx: RequestContext, limit: int) -> AsyncIterator[bytes]:
-    while True:
-        chunk = await request.content.readany()
-        if not chunk:
-            return
-        ctx.bytes_in += len(chunk)
-        if ctx.bytes_in > limit:
-            raise BodyTooLarge(limit)
-        yield chunk
+class _Upload:
+    """The request body, relayed chunk by chunk. A failure on the client's side is kept in `error`:
+    aiohttp's client reports it only as a failure to send, which must not read as Ray's fault."""
+
+    def __init__(self, request: web.Request, ctx: RequestContext, limit: int, stall: float | None) -> None:
+        self.request, self.ctx, self.limit, self.stall = request, ctx, limit, stall
+        self.error: ClientFault | None = None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while True:
+            try:
+                async with asyncio.timeout(self.stall):
+                    chunk = await self.request.content.readany()
+            except TimeoutError:
+                self.error = ClientFault(408, f"request body stalled for {self.stall:g} s")
+                raise self.error from None
+            except web.RequestPayloadError:
+                self.error = ClientFault(400, "malformed request body")
+                raise self.error from None
+            if not chunk:
+                return
+            self.ctx.bytes_in += len(chunk)
+            if self.ctx.bytes_in > self.limit:
+                self.error = BodyTooLarge(self.limit)
+                raise self.error
+            yield chunk
 
 
 def has_body(request: web.Request) -> bool:
@@ -44,12 +62,16 @@ async def forward_http(
     url: URL,
     headers: Headers,
     max_body_bytes: int,
+    client_stall_seconds: float | None = None,
 ) -> web.StreamResponse:
-    """Send the request to Ray and stream the answer back. Raises UpstreamError before the answer
-    has started; after that, a failure aborts the client connection so the truncation is visible."""
+    """Send the request to Ray and stream the answer back. Raises UpstreamError (Ray's fault),
+    ClientFault or BodyTooLarge (the client's) before the answer has started; after that, a failure
+    aborts the client connection so the truncation is visible. `client_stall_seconds` bounds each
+    wait for the client: for the next piece of its body, or for it to take the next piece of ours."""
     if request.content_length is not None and request.content_length > max_body_bytes:
         raise BodyTooLarge(max_body_bytes)
-    body = _relay_body(request, ctx, max_body_bytes) if has_body(request) else None
+    upload = _Upload(request, ctx, max_body_bytes, client_stall_seconds) if has_body(request) else None
+    body = upload.chunks() if upload is not None else None
     if body is not None and request.content_length is not None:
         headers = [*headers, ("Content-Length", str(request.content_length))]
     sent = {name.lower() for name, _ in headers}
@@ -72,36 +94,47 @@ async def forward_http(
             ):
                 response.headers.add(name, value)
             await response.prepare(request)
+            ctx.status = upstream.status
             if request.method != "HEAD" and upstream.status not in _NO_BODY_STATUSES:
                 async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
+                    await _write(response, chunk, client_stall_seconds)
                     ctx.bytes_out += len(chunk)
             await response.write_eof()
             return response
-    except BodyTooLarge:
-        raise
+    except ClientFault as exc:  # too large, or a client that stopped reading our answer
+        return _fail(request, ctx, response, exc, exc)
+    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        return _fail(request, ctx, response, UpstreamError(504, "Ray did not answer in time"), exc)
     except (ConnectionResetError, aiohttp.ClientConnectionResetError) as exc:
         if response is not None and response.prepared:  # the client went away mid-response
             ctx.extra["aborted"] = "client"
             return response
         raise UpstreamError(502, "connection reset") from exc
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        return _fail(request, ctx, response, UpstreamError(504, "Ray did not answer in time"), exc)
     except aiohttp.ClientConnectorError as exc:
         raise UpstreamError(502, "Ray is not reachable") from exc
     except aiohttp.ClientError as exc:
+        if upload is not None and upload.error is not None:  # the client's body failed, not Ray
+            return _fail(request, ctx, response, upload.error, exc)
         return _fail(request, ctx, response, UpstreamError(502, "Ray failed mid-response"), exc)
+
+
+async def _write(response: web.StreamResponse, chunk: bytes, stall: float | None) -> None:
+    try:
+        async with asyncio.timeout(stall):
+            await response.write(chunk)
+    except TimeoutError:
+        raise ClientFault(408, f"client stopped reading for {stall:g} s") from None
 
 
 def _fail(
     request: web.Request,
     ctx: RequestContext,
     response: web.StreamResponse | None,
-    error: UpstreamError,
+    error: UpstreamError | ClientFault,
     exc: BaseException,
 ) -> web.StreamResponse:
     if response is None or not response.prepared:
-        raise error from exc
+        raise error from (None if error is exc else exc)
     # Headers are out: the only honest signal left is to cut the connection.
     ctx.extra["aborted"] = "upstream"
     ctx.reason = error.reason

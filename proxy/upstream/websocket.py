@@ -72,6 +72,7 @@ async def forward_websocket(
             max_msg_size=max_message_bytes,
         )
         await client.prepare(request)
+        ctx.status = 101
         async with asyncio.TaskGroup() as tg:
             tg.create_task(_pump(upstream, client, ctx, "bytes_out"))
             tg.create_task(_pump(client, upstream, ctx, "bytes_in"))

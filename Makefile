@@ -1,0 +1,55 @@
+# ray-iap-proxy — every workflow is one make target. See README.md.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+FUZZ_SECONDS ?= 300
+
+K8S_APT_PACKAGES :=
+K8S_PIP_PACKAGES :=
+-include mk/*.mk
+
+APT_PACKAGES := chromium $(K8S_APT_PACKAGES)
+
+.PHONY: help venv test test-fast lint demo bench fuzz clean print-apt-packages
+
+help:
+	@echo "make demo      run Ray + the proxy + dev-iap locally and show what it does (ONCE=1: showcase, exit)"
+	@echo "make test      unit, integration, end-to-end (real Ray, ray CLI, Chromium) and manifest tests"
+	@echo "make test-fast unit and integration tests only"
+	@echo "make lint      ruff and mypy --strict"
+	@echo "make bench     proxy overhead vs direct upstream and the Apache peer"
+	@echo "make fuzz      longer fuzzing of token and path parsing (FUZZ_SECONDS=$(FUZZ_SECONDS))"
+
+venv: $(STAMP)
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,ray]' $(K8S_PIP_PACKAGES)
+	touch $@
+
+test: venv
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
+
+test-fast: venv
+	$(BIN)/python -m pytest -q tests/unit tests/integration
+
+lint: venv
+	$(BIN)/ruff check proxy tests
+	$(BIN)/mypy proxy
+
+demo: venv
+	$(BIN)/python -m scripts.demo $(if $(ONCE),--once,)
+
+bench: venv
+	$(BIN)/python -m scripts.bench
+
+fuzz: venv
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m pytest -q tests/fuzz
+
+print-apt-packages:
+	@echo $(APT_PACKAGES)
+
+clean:
+	rm -rf build .demo .pytest_cache .mypy_cache .ruff_cache .hypothesis
