@@ -254,6 +254,8 @@ class RayHead:
             "--log-color", "false",
         ]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED_ENV}
+        # Job entrypoints say `python …`: make that the interpreter Ray itself runs in.
+        env["PATH"] = os.pathsep.join([str(Path(self._ray).parent), env.get("PATH", "")])
         env.update(
             {
                 AUTH_MODE_ENV: "token",
