@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from .auth.keys import Fetch, KeyStore
 from .auth.verifier import Verifier
@@ -52,6 +53,15 @@ async def _refresh_keys_forever(store: KeyStore, every: float) -> None:
         failures = 0 if await store.refresh() else failures + 1
 
 
+@web.middleware
+async def _unrouted_too(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """What aiohttp's router cannot place (a CONNECT, `*`, an absolute target without a path) goes
+    through the pipeline as well, to be refused in its shape and leave its access record."""
+    if request.match_info.http_exception is not None:
+        return await handle(request)
+    return await handler(request)
+
+
 def build_app(
     config: Config,
     *,
@@ -60,7 +70,7 @@ def build_app(
     clock: Callable[[], float] | None = None,
 ) -> web.Application:
     """The proxy as an aiohttp application. `fetch` and `clock` are seams for tests."""
-    app = web.Application(client_max_size=1024)
+    app = web.Application(client_max_size=1024, middlewares=[_unrouted_too])
     telemetry = Telemetry(config.tracing_exporter)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from proxy import config as config_mod
 from proxy import dev
-from proxy.app import build_app, handler_args
-from tests.support import AUDIENCE, KeyServer, StubRay, write_config
+from proxy.app import build_app, runner_args
+from tests.support import AUDIENCE, KeyServer, ProxyTestServer, StubRay, write_config
 
 
 @pytest.fixture(scope="session")
@@ -55,7 +55,7 @@ async def make_client(
 
     async def _make(extra: str = "", upstream: str | None = None, **build: Any) -> TestClient:
         cfg = config_mod.load(write_config(tmp_path, key_server[1], upstream or stub_ray[1], extra=extra))
-        server = TestServer(build_app(cfg, **build), host="127.0.0.1", **handler_args(cfg))
+        server = ProxyTestServer(build_app(cfg, **build), host="127.0.0.1", runner_args=runner_args(cfg))
         client = TestClient(server)
         await client.start_server()
         clients.append(client)

@@ -10,9 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import WSMsgType, web
+from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from proxy import dev
+from proxy.listener import ProxyRunner
 
 AUDIENCE = "/projects/111/global/backendServices/222"
 TENANT = "team-a"
@@ -57,6 +59,18 @@ def write_config(tmp: Path, jwks_url: str, upstream: str, *, ray_token: str | No
         policy_file: policy.yaml
         """) + token_line + extra)
     return cfg
+
+
+class ProxyTestServer(TestServer):
+    """The real listener, as `serve()` runs it: `ProxyRunner` with the config's `runner_args`.
+    (aiohttp's TestServer drops keyword arguments it is given; these reach the runner.)"""
+
+    def __init__(self, app: web.Application, *, runner_args: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.runner_args = runner_args
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        return ProxyRunner(self.app, **{**kwargs, **self.runner_args})
 
 
 @dataclass

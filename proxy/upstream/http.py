@@ -136,7 +136,7 @@ def _fail(
     if response is None or not response.prepared:
         raise error from (None if error is exc else exc)
     # Headers are out: the only honest signal left is to cut the connection.
-    ctx.extra["aborted"] = "upstream"
+    ctx.extra["aborted"] = "client" if isinstance(error, ClientFault) else "upstream"
     ctx.reason = error.reason
     log.warning(
         "request %s: %s after the response started (%s)", ctx.request_id, error.reason, type(exc).__name__
