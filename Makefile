@@ -4,7 +4,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-FUZZ_SECONDS ?= 300
+FUZZ_SECONDS ?= 60
+SOAK_SECONDS ?= 120
 
 K8S_APT_PACKAGES :=
 K8S_PIP_PACKAGES :=
@@ -12,7 +13,7 @@ K8S_PIP_PACKAGES :=
 
 APT_PACKAGES := chromium $(K8S_APT_PACKAGES)
 
-.PHONY: help venv test test-fast lint demo bench fuzz clean print-apt-packages
+.PHONY: help venv test test-fast lint demo bench fuzz soak clean print-apt-packages
 
 help:
 	@echo "make demo      run Ray + the proxy + dev-iap locally and show what it does (ONCE=1: showcase, exit)"
@@ -20,7 +21,8 @@ help:
 	@echo "make test-fast unit and integration tests only"
 	@echo "make lint      ruff and mypy --strict"
 	@echo "make bench     proxy overhead vs direct upstream and the Apache peer"
-	@echo "make fuzz      longer fuzzing of token and path parsing (FUZZ_SECONDS=$(FUZZ_SECONDS))"
+	@echo "make fuzz      longer fuzzing of token and path parsing (FUZZ_SECONDS=$(FUZZ_SECONDS) per target)"
+	@echo "make soak      mixed traffic through a real proxy process for SOAK_SECONDS=$(SOAK_SECONDS)"
 
 venv: $(STAMP)
 $(STAMP): pyproject.toml
@@ -47,6 +49,9 @@ bench: venv
 
 fuzz: venv
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m pytest -q tests/fuzz
+
+soak: venv
+	$(BIN)/python -m scripts.soak --seconds $(SOAK_SECONDS)
 
 print-apt-packages:
 	@echo $(APT_PACKAGES)

@@ -40,15 +40,17 @@ POLICY = textwrap.dedent("""\
 """)
 
 
-def write_config(tmp: Path, jwks_url: str, upstream: str, *, ray_token: str | None = "ray-secret-token",
-                 extra: str = "") -> Path:
+def write_config(
+    tmp: Path, jwks_url: str, upstream: str, *, ray_token: str | None = "ray-secret-token", extra: str = ""
+) -> Path:
     (tmp / "policy.yaml").write_text(POLICY)
     token_line = ""
     if ray_token is not None:
         (tmp / "ray_token").write_text(ray_token + "\n")
         token_line = "ray_token_file: ray_token\n"
     cfg = tmp / "proxy.yaml"
-    cfg.write_text(textwrap.dedent(f"""\
+    cfg.write_text(
+        textwrap.dedent(f"""\
         listen: 127.0.0.1:18999
         upstream: {upstream}
         tenant: {TENANT}
@@ -57,7 +59,10 @@ def write_config(tmp: Path, jwks_url: str, upstream: str, *, ray_token: str | No
           jwks_url: {jwks_url}
           key_min_refetch_seconds: 1
         policy_file: policy.yaml
-        """) + token_line + extra)
+        """)
+        + token_line
+        + extra
+    )
     return cfg
 
 
@@ -114,8 +119,9 @@ class StubRay:
             async for chunk in request.content.iter_any():
                 digest.update(chunk)
                 n += len(chunk)
-            self.seen.append(Seen(request.method, request.raw_path, list(request.headers.items()),
-                                  digest.hexdigest(), n))
+            self.seen.append(
+                Seen(request.method, request.raw_path, list(request.headers.items()), digest.hexdigest(), n)
+            )
             if request.path == "/stream":
                 resp = web.StreamResponse()
                 await resp.prepare(request)
@@ -125,8 +131,12 @@ class StubRay:
                 return resp
             if request.path == "/api/gcs_healthz":
                 return web.Response(text="success")
-            body: dict[str, Any] = {"method": request.method, "path": request.raw_path,
-                                    "sha256": digest.hexdigest(), "bytes": n}
+            body: dict[str, Any] = {
+                "method": request.method,
+                "path": request.raw_path,
+                "sha256": digest.hexdigest(),
+                "bytes": n,
+            }
             resp = web.json_response(body)
             resp.set_cookie("ray-authentication-token", "leak")
             return resp
@@ -157,7 +167,7 @@ def decode(body: bytes) -> Any:
     return json.loads(body)
 
 
-async def raw_http(port: int, request: bytes, timeout: float = 5.0) -> tuple[int, bytes]:
+async def raw_http(port: int, request: bytes, timeout: float = 5.0) -> tuple[int, bytes]:  # noqa: ASYNC109
     """Send bytes exactly as given to 127.0.0.1:port; return (status, whole answer). For targets and
     framings a well-behaved client library would refuse or normalise."""
     import asyncio

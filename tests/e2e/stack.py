@@ -55,9 +55,16 @@ class StackError(RuntimeError):
 class Stack:
     """Ray head + proxy + dev-iap on free loopback ports, under `workdir`."""
 
-    def __init__(self, workdir: Path, *, browser_email: str = "alice@example.com", policy: str = POLICY,
-                 proxy_port: int | None = None, iap_port: int | None = None,
-                 head: RayHead | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        browser_email: str = "alice@example.com",
+        policy: str = POLICY,
+        proxy_port: int | None = None,
+        iap_port: int | None = None,
+        head: RayHead | None = None,
+    ) -> None:
         self.workdir = workdir
         self.browser_email = browser_email
         self.policy = policy
@@ -92,7 +99,9 @@ class Stack:
         self.start()
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     def start(self) -> None:
@@ -100,13 +109,30 @@ class Stack:
         try:
             if self._own_head:
                 self.head.start()
-            self.key = dev.load_key(self.key_path) if self.key_path.exists() else dev.generate_key(self.key_path)
+            self.key = (
+                dev.load_key(self.key_path) if self.key_path.exists() else dev.generate_key(self.key_path)
+            )
             self._write_config()
-            self._spawn("dev-iap", ["dev-iap", "--key", str(self.key_path), "--as", self.browser_email,
-                                    "--listen", f"127.0.0.1:{self.iap_port}", "--upstream", self.proxy_url,
-                                    "--audience", AUDIENCE])
+            self._spawn(
+                "dev-iap",
+                [
+                    "dev-iap",
+                    "--key",
+                    str(self.key_path),
+                    "--as",
+                    self.browser_email,
+                    "--listen",
+                    f"127.0.0.1:{self.iap_port}",
+                    "--upstream",
+                    self.proxy_url,
+                    "--audience",
+                    AUDIENCE,
+                ],
+            )
             self._wait(self.jwks_url, 200, "dev-iap")
-            self._spawn("proxy", ["serve", "--config", str(self.workdir / "proxy.yaml")], stdout=self.access_log)
+            self._spawn(
+                "proxy", ["serve", "--config", str(self.workdir / "proxy.yaml")], stdout=self.access_log
+            )
             self._wait(f"{self.proxy_url}/readyz", 200, "proxy")
         except BaseException:
             self.stop()
@@ -116,7 +142,8 @@ class Stack:
         (self.workdir / "ray_token").write_text(self.head.token)
         os.chmod(self.workdir / "ray_token", 0o600)
         (self.workdir / "policy.yaml").write_text(self.policy)
-        (self.workdir / "proxy.yaml").write_text(textwrap.dedent(f"""\
+        (self.workdir / "proxy.yaml").write_text(
+            textwrap.dedent(f"""\
             listen: 127.0.0.1:{self.proxy_port}
             upstream: {self.head.dashboard_url}
             tenant: {TENANT}
@@ -126,20 +153,28 @@ class Stack:
             ray_token_file: ray_token
             policy_file: policy.yaml
             shutdown_grace_seconds: 5
-            """))
+            """)
+        )
 
     def _spawn(self, name: str, args: Sequence[str], stdout: Path | None = None) -> None:
         out = open(stdout or self.workdir / f"{name}.out", "ab")  # noqa: SIM115 - closed in stop()
         err = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115
         self._files += [out, err]
-        self.procs[name] = subprocess.Popen([sys.executable, "-m", "proxy", *args], stdout=out, stderr=err,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "proxy", *args],
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     def _wait(self, url: str, status: int, name: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.procs[name].poll() is not None:
-                raise StackError(f"{name} exited with {self.procs[name].returncode}: {self.log(name)[-2000:]}")
+                raise StackError(
+                    f"{name} exited with {self.procs[name].returncode}: {self.log(name)[-2000:]}"
+                )
             try:
                 if http_get(url, timeout=2)[0] == status:
                     return
@@ -149,7 +184,7 @@ class Stack:
         raise StackError(f"{name} not ready at {url} within {timeout:.0f} s: {self.log(name)[-2000:]}")
 
     def stop(self) -> None:
-        for name, proc in reversed(list(self.procs.items())):
+        for proc in reversed(list(self.procs.values())):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
@@ -176,13 +211,23 @@ class Stack:
     def token(self, email: str, **kw: Any) -> str:
         return dev.mint(self.key, email, AUDIENCE, **kw)
 
-    def ray(self, *args: str, email: str | None = None, cwd: Path | None = None,
-            timeout: float = 180.0) -> subprocess.CompletedProcess[str]:
+    def ray(
+        self, *args: str, email: str | None = None, cwd: Path | None = None, timeout: float = 180.0
+    ) -> subprocess.CompletedProcess[str]:
         """Run the real `ray` CLI against the proxy, as `email` (None: with no IAP assertion)."""
         env = {k: v for k, v in os.environ.items() if k not in _CLIENT_SCRUB}
         env["RAY_USAGE_STATS_ENABLED"] = "0"
         headers = ["--headers", json.dumps({"x-goog-iap-jwt-assertion": self.token(email)})] if email else []
         sub, rest = args[0], list(args[1:])
-        cmd = [str(Path(sys.executable).parent / "ray"), "job", sub, "--address", self.proxy_url, *headers, *rest]
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
-                              stdin=subprocess.DEVNULL)
+        cmd = [
+            str(Path(sys.executable).parent / "ray"),
+            "job",
+            sub,
+            "--address",
+            self.proxy_url,
+            *headers,
+            *rest,
+        ]
+        return subprocess.run(
+            cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd, stdin=subprocess.DEVNULL
+        )

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import re
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,9 +53,17 @@ def records_for(stack: Stack, sub_id: str) -> list[dict[str, object]]:
 @pytest.fixture(scope="module")
 def alice_job(stack: Stack, workdir: Path) -> str:
     """alice submits with a working dir and follows the logs to the end."""
-    r = stack.ray("submit", "--working-dir", str(workdir), "--runtime-env-json",
-                  json.dumps({"env_vars": {"DEMO_MARKER": "m-42"}}), "--", "python", "hello.py",
-                  email="alice@example.com")
+    r = stack.ray(
+        "submit",
+        "--working-dir",
+        str(workdir),
+        "--runtime-env-json",
+        json.dumps({"env_vars": {"DEMO_MARKER": "m-42"}}),
+        "--",
+        "python",
+        "hello.py",
+        email="alice@example.com",
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     for i in range(3):
         assert f"hello from the cluster {i}" in r.stdout
@@ -88,7 +95,9 @@ def test_viewer_lists_jobs_but_cannot_submit(stack: Stack, workdir: Path, alice_
     r = stack.ray("list", email="bob@example.com")
     assert r.returncode == 0, r.stderr
     assert alice_job in r.stdout
-    r = stack.ray("submit", "--working-dir", str(workdir), "--", "python", "hello.py", email="bob@example.com")
+    r = stack.ray(
+        "submit", "--working-dir", str(workdir), "--", "python", "hello.py", email="bob@example.com"
+    )
     assert r.returncode != 0
     assert "forbidden" in r.stdout + r.stderr
     assert "verb submit is not granted by role(s) viewer in tenant team-a" in r.stdout + r.stderr
@@ -120,8 +129,9 @@ def test_logs_follow_over_websocket(stack: Stack, alice_job: str) -> None:
 
 
 def test_stop_and_delete(stack: Stack, workdir: Path) -> None:
-    r = stack.ray("submit", "--no-wait", "--", "python", "-c", "import time; time.sleep(120)",
-                  email="alice@example.com")
+    r = stack.ray(
+        "submit", "--no-wait", "--", "python", "-c", "import time; time.sleep(120)", email="alice@example.com"
+    )
     assert r.returncode == 0, r.stderr
     job = submission_id(r.stdout)
     refused = stack.ray("stop", job, email="bob@example.com")
@@ -137,7 +147,9 @@ def test_stop_and_delete(stack: Stack, workdir: Path) -> None:
     assert job not in stack.ray("list", email="alice@example.com").stdout
 
 
-def test_client_side_ray_token_is_replaced_by_the_proxy(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_client_side_ray_token_is_replaced_by_the_proxy(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A CLI in token mode sends `Authorization: Bearer <its token>`; Ray would reject that one
     (Authorization wins over X-Ray-Authorization), so the proxy must strip it."""
     env = {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": "0" * 64}
@@ -145,10 +157,18 @@ def test_client_side_ray_token_is_replaced_by_the_proxy(stack: Stack, monkeypatc
     import subprocess
     import sys
 
-    cmd = [str(Path(sys.executable).parent / "ray"), "job", "list", "--address", stack.proxy_url, "--headers",
-           json.dumps({"x-goog-iap-jwt-assertion": stack.token("bob@example.com")})]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, **env},
-                       stdin=subprocess.DEVNULL)
+    cmd = [
+        str(Path(sys.executable).parent / "ray"),
+        "job",
+        "list",
+        "--address",
+        stack.proxy_url,
+        "--headers",
+        json.dumps({"x-goog-iap-jwt-assertion": stack.token("bob@example.com")}),
+    ]
+    r = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=120, env={**os.environ, **env}, stdin=subprocess.DEVNULL
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -157,13 +177,18 @@ def test_log_file_streams_over_http(stack: Stack, alice_job: str) -> None:
     status, body = http_get(f"{stack.proxy_url}/api/v0/nodes", headers=auth, timeout=30)
     assert status == 200, body[:300]
     node_id = json.loads(body)["data"]["result"]["result"][0]["node_id"]
-    status, body = http_get(f"{stack.proxy_url}/api/v0/logs/file?node_id={node_id}"
-                            f"&filename=job-driver-{alice_job}.log&lines=50", headers=auth, timeout=30)
+    status, body = http_get(
+        f"{stack.proxy_url}/api/v0/logs/file?node_id={node_id}&filename=job-driver-{alice_job}.log&lines=50",
+        headers=auth,
+        timeout=30,
+    )
     assert status == 200 and b"hello from the cluster 1" in body, body[:500]
 
 
 def test_dashboard_ray_sees_only_the_proxy(stack: Stack) -> None:
     """Without the proxy, a forged identity header gets nothing from Ray: its token is required."""
-    status, _ = http_get(f"{stack.head.dashboard_url}/api/jobs/",
-                         headers={"x-goog-iap-jwt-assertion": stack.token("alice@example.com")})
+    status, _ = http_get(
+        f"{stack.head.dashboard_url}/api/jobs/",
+        headers={"x-goog-iap-jwt-assertion": stack.token("alice@example.com")},
+    )
     assert status == 401

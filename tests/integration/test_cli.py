@@ -13,16 +13,22 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from proxy import dev
-from proxy.config import IapConfig
 from proxy.auth.tokens import verify
+from proxy.config import IapConfig
 from tests.support import write_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "proxy", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "proxy", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_check_config_ok_and_problems(tmp_path: Path) -> None:
@@ -33,8 +39,12 @@ def test_check_config_ok_and_problems(tmp_path: Path) -> None:
     r = run("check-config", "--config", str(bad))
     assert r.returncode == 2
     assert "4 problem(s)" in r.stderr
-    for line in ("tenant: 'A' must be a Kubernetes namespace name", "upstream: 'ftp://x'",
-                 "iap.audiences: [] must list at least one audience", "what: unknown key"):
+    for line in (
+        "tenant: 'A' must be a Kubernetes namespace name",
+        "upstream: 'ftp://x'",
+        "iap.audiences: [] must list at least one audience",
+        "what: unknown key",
+    ):
         assert line in r.stderr
     assert "Traceback" not in r.stderr
 
@@ -44,13 +54,16 @@ def test_check_config_missing_file_names_it(tmp_path: Path) -> None:
     assert r.returncode == 2 and "nope.yaml" in r.stderr and "cannot be read" in r.stderr
 
 
-@pytest.mark.parametrize("email, method, path, decision, verb", [
-    ("alice@example.com", "POST", "/api/jobs/", "allow", "submit"),
-    ("bob@example.com", "POST", "/api/jobs/", "deny", "submit"),
-    ("bob@example.com", "HEAD", "/api/jobs/raysubmit_1", "allow", "view"),
-    ("alice@example.com", "GET", "/test/dump", "deny", None),
-    ("alice@example.com", "GET", "/api/../test/dump", "deny", None),
-])
+@pytest.mark.parametrize(
+    "email, method, path, decision, verb",
+    [
+        ("alice@example.com", "POST", "/api/jobs/", "allow", "submit"),
+        ("bob@example.com", "POST", "/api/jobs/", "deny", "submit"),
+        ("bob@example.com", "HEAD", "/api/jobs/raysubmit_1", "allow", "view"),
+        ("alice@example.com", "GET", "/test/dump", "deny", None),
+        ("alice@example.com", "GET", "/api/../test/dump", "deny", None),
+    ],
+)
 def test_explain(email: str, method: str, path: str, decision: str, verb: str | None) -> None:
     r = run("explain", "--config", "config/proxy.yaml", "--email", email, "--method", method, path)
     out = json.loads(r.stdout)
@@ -76,17 +89,32 @@ def test_dev_token_is_verifiable_with_the_published_key_set(tmp_path: Path) -> N
     key = tmp_path / "k.pem"
     assert run("dev-keygen", "--out", str(key)).returncode == 0
     assert oct(key.stat().st_mode & 0o777) == "0o600"
-    tok = run("dev-token", "--key", str(key), "--as", "Alice@Example.com", "--hd", "example.com").stdout.strip()
+    tok = run(
+        "dev-token", "--key", str(key), "--as", "Alice@Example.com", "--hd", "example.com"
+    ).stdout.strip()
     priv = dev.load_key(key)
-    ident = verify(tok, {dev.key_id(priv): priv.public_key()}, IapConfig(audiences=(dev.DEV_AUDIENCE,)),
-                   jwt.decode(tok, options={"verify_signature": False})["iat"])
+    ident = verify(
+        tok,
+        {dev.key_id(priv): priv.public_key()},
+        IapConfig(audiences=(dev.DEV_AUDIENCE,)),
+        jwt.decode(tok, options={"verify_signature": False})["iat"],
+    )
     assert ident.email == "alice@example.com" and ident.hosted_domain == "example.com"
 
 
 @pytest.mark.parametrize("listen", ["0.0.0.0:8080", "192.0.2.1:8080", "example.com:80", "[::]:8080"])
 def test_dev_iap_refuses_non_loopback(tmp_path: Path, listen: str) -> None:
-    r = run("dev-iap", "--key", str(tmp_path / "k.pem"), "--as", "a@b.c", "--listen", listen,
-            "--upstream", "http://127.0.0.1:1")
+    r = run(
+        "dev-iap",
+        "--key",
+        str(tmp_path / "k.pem"),
+        "--as",
+        "a@b.c",
+        "--listen",
+        listen,
+        "--upstream",
+        "http://127.0.0.1:1",
+    )
     assert r.returncode == 2 and "loopback only" in r.stderr
 
 
@@ -100,8 +128,9 @@ async def test_dev_iap_signs_for_the_proxy(tmp_path: Path, stub_ray: Any, aiohtt
     jwks_server = TestServer(iap_probe, host="127.0.0.1")
     await jwks_server.start_server()
     cfg_path = write_config(tmp_path, str(jwks_server.make_url(dev.JWKS_PATH)), stub_ray[1])
-    cfg_path.write_text(cfg_path.read_text().replace("/projects/111/global/backendServices/222",
-                                                     dev.DEV_AUDIENCE))
+    cfg_path.write_text(
+        cfg_path.read_text().replace("/projects/111/global/backendServices/222", dev.DEV_AUDIENCE)
+    )
     proxy_server = TestServer(build_app(config_mod.load(cfg_path)), host="127.0.0.1")
     await proxy_server.start_server()
     iap = await aiohttp_client(dev.dev_iap_app(key, "alice@example.com", str(proxy_server.make_url(""))))

@@ -14,8 +14,9 @@ from proxy.pipeline import PROXY
 H = "x-goog-iap-jwt-assertion"
 
 
-async def test_cold_start_without_keys_fails_closed(key_server: Any, make_client: Any, mint: Any,
-                                                    stub_ray: Any) -> None:
+async def test_cold_start_without_keys_fails_closed(
+    key_server: Any, make_client: Any, mint: Any, stub_ray: Any
+) -> None:
     key_server[0].fail = True
     client = await make_client()
     r = await client.get("/api/jobs/", headers={H: mint()})
@@ -45,8 +46,9 @@ async def test_rotation_picks_up_a_new_kid(key_server: Any, make_client: Any, mi
     assert key_server[0].fetches == before + 1
 
 
-async def test_withdrawn_key_stops_working_at_the_next_refresh(key_server: Any, make_client: Any,
-                                                               mint: Any, signing_key: Any) -> None:
+async def test_withdrawn_key_stops_working_at_the_next_refresh(
+    key_server: Any, make_client: Any, mint: Any, signing_key: Any
+) -> None:
     client = await make_client()
     token = mint()
     assert (await client.get("/api/jobs/", headers={H: token})).status == 200  # cached now
@@ -77,11 +79,15 @@ async def test_signature_is_checked_once_per_token(make_client: Any, mint: Any) 
 
 def test_both_google_key_formats_parse() -> None:
     key = ec.generate_private_key(ec.SECP256R1())
-    from cryptography.hazmat.primitives import serialization
     import json
 
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    from cryptography.hazmat.primitives import serialization
+
+    pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     assert list(parse_key_set(json.dumps({"k1": pem}).encode())) == ["k1"]
     assert list(parse_key_set(json.dumps(dev.jwks(key)).encode())) == [dev.key_id(key)]
     for bad in (b"", b"[]", b"{}", b'{"keys": [{"kty": "RSA", "kid": "r"}]}', b"\xff"):

@@ -9,45 +9,53 @@ from proxy.authz.target import BadTarget, parse_target
 from proxy.model import Action, Route, Verb
 
 
-@pytest.mark.parametrize("raw, path, query", [
-    ("/", "/", ""),
-    ("/api/jobs/", "/api/jobs/", ""),
-    ("/api/jobs/raysubmit_AbC-1", "/api/jobs/raysubmit_AbC-1", ""),
-    ("/api/v0/logs/file?filename=a%2Fb.log&lines=10", "/api/v0/logs/file", "filename=a%2Fb.log&lines=10"),
-    ("/static/js/main.1a2b.js", "/static/js/main.1a2b.js", ""),
-    ("/api/jobs/my%20job", "/api/jobs/my%20job", ""),
-    ("/nodes?view=summary", "/nodes", "view=summary"),
-], ids=lambda v: v)
+@pytest.mark.parametrize(
+    "raw, path, query",
+    [
+        ("/", "/", ""),
+        ("/api/jobs/", "/api/jobs/", ""),
+        ("/api/jobs/raysubmit_AbC-1", "/api/jobs/raysubmit_AbC-1", ""),
+        ("/api/v0/logs/file?filename=a%2Fb.log&lines=10", "/api/v0/logs/file", "filename=a%2Fb.log&lines=10"),
+        ("/static/js/main.1a2b.js", "/static/js/main.1a2b.js", ""),
+        ("/api/jobs/my%20job", "/api/jobs/my%20job", ""),
+        ("/nodes?view=summary", "/nodes", "view=summary"),
+    ],
+    ids=lambda v: v,
+)
 def test_canonical_targets_pass_unchanged(raw: str, path: str, query: str) -> None:
     t = parse_target(raw)
     assert (t.path, t.query, t.raw) == (path, query, raw)
 
 
-@pytest.mark.parametrize("raw, reason", [
-    ("http://h/api/jobs/", "origin form"),
-    ("*", "origin form"),
-    ("api/jobs/", "origin form"),
-    ("/api/jobs/#frag", "fragment"),
-    ("//api/jobs/", "empty segment"),
-    ("/api//jobs/", "empty segment"),
-    ("/api/./jobs/", "dot segment"),
-    ("/api/jobs/..", "dot segment"),
-    ("/api/jobs/%2e%2e", "escaped '.'"),
-    ("/api/jobs/%2E", "escaped '.'"),
-    ("/api%2fjobs/", "escaped '/'"),
-    ("/api%2Fjobs/", "escaped '/'"),
-    ("/api/jobs/a%5cb", "escaped"),
-    ("/api/jobs/a\\b", "must be escaped"),
-    ("/api/jobs/%00", "NUL"),
-    ("/api/jobs/%0a", "control"),
-    ("/api/jobs/?x=%00", "NUL"),
-    ("/api/%6aobs/", "needlessly escaped 'j'"),
-    ("/api/jobs/%4", "malformed percent"),
-    ("/api/jobs/%g0", "malformed percent"),
-    ("/api/jobs/\u00e9", "must be escaped"),
-    ("/api/jobs/a b", "must be escaped"),
-    ("/api/jobs/?a=b c", "query contains"),
-], ids=lambda v: repr(v))
+@pytest.mark.parametrize(
+    "raw, reason",
+    [
+        ("http://h/api/jobs/", "origin form"),
+        ("*", "origin form"),
+        ("api/jobs/", "origin form"),
+        ("/api/jobs/#frag", "fragment"),
+        ("//api/jobs/", "empty segment"),
+        ("/api//jobs/", "empty segment"),
+        ("/api/./jobs/", "dot segment"),
+        ("/api/jobs/..", "dot segment"),
+        ("/api/jobs/%2e%2e", "escaped '.'"),
+        ("/api/jobs/%2E", "escaped '.'"),
+        ("/api%2fjobs/", "escaped '/'"),
+        ("/api%2Fjobs/", "escaped '/'"),
+        ("/api/jobs/a%5cb", "escaped"),
+        ("/api/jobs/a\\b", "must be escaped"),
+        ("/api/jobs/%00", "NUL"),
+        ("/api/jobs/%0a", "control"),
+        ("/api/jobs/?x=%00", "NUL"),
+        ("/api/%6aobs/", "needlessly escaped 'j'"),
+        ("/api/jobs/%4", "malformed percent"),
+        ("/api/jobs/%g0", "malformed percent"),
+        ("/api/jobs/\u00e9", "must be escaped"),
+        ("/api/jobs/a b", "must be escaped"),
+        ("/api/jobs/?a=b c", "query contains"),
+    ],
+    ids=lambda v: repr(v),
+)
 def test_non_canonical_targets_are_refused(raw: str, reason: str) -> None:
     with pytest.raises(BadTarget, match=reason) as err:
         parse_target(raw)
@@ -60,65 +68,79 @@ def test_overlong_target_is_414() -> None:
     assert err.value.status == 414
 
 
-@pytest.mark.parametrize("method, path, verb", [
-    ("GET", "/", Verb.VIEW),
-    ("HEAD", "/", Verb.VIEW),
-    ("GET", "/static/css/main.css", Verb.VIEW),
-    ("GET", "/api/version", Verb.VIEW),
-    ("GET", "/api/jobs/", Verb.VIEW),
-    ("POST", "/api/jobs/", Verb.SUBMIT),
-    ("GET", "/api/jobs/raysubmit_1", Verb.VIEW),
-    ("DELETE", "/api/jobs/raysubmit_1", Verb.DELETE),
-    ("POST", "/api/jobs/raysubmit_1/stop", Verb.STOP),
-    ("GET", "/api/jobs/raysubmit_1/logs", Verb.LOGS),
-    ("GET", "/api/jobs/raysubmit_1/logs/tail", Verb.LOGS),
-    ("GET", "/api/packages/gcs/_ray_pkg_1.zip", Verb.SUBMIT),
-    ("PUT", "/api/packages/gcs/_ray_pkg_1.zip", Verb.SUBMIT),
-    ("GET", "/api/v0/logs", Verb.LOGS),
-    ("GET", "/api/v0/logs/file", Verb.LOGS),
-    ("GET", "/api/v0/logs/stream", Verb.LOGS),
-    ("GET", "/worker/traceback", Verb.DEBUG),
-    ("GET", "/worker/gpu_profile", Verb.DEBUG),
-    ("GET", "/memory_profile", Verb.DEBUG),
-    ("PUT", "/api/serve/applications/", Verb.SERVE),
-    ("DELETE", "/api/serve/applications/", Verb.SERVE),
-    ("GET", "/api/serve/applications/", Verb.VIEW),
-    ("POST", "/api/v1/applications/app/deployments/d/scale", Verb.SERVE),
-    ("GET", "/api/data/datasets/02000000", Verb.VIEW),
-    ("GET", "/api/v0/tasks/summarize", Verb.VIEW),
-], ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    "method, path, verb",
+    [
+        ("GET", "/", Verb.VIEW),
+        ("HEAD", "/", Verb.VIEW),
+        ("GET", "/static/css/main.css", Verb.VIEW),
+        ("GET", "/api/version", Verb.VIEW),
+        ("GET", "/api/jobs/", Verb.VIEW),
+        ("POST", "/api/jobs/", Verb.SUBMIT),
+        ("GET", "/api/jobs/raysubmit_1", Verb.VIEW),
+        ("DELETE", "/api/jobs/raysubmit_1", Verb.DELETE),
+        ("POST", "/api/jobs/raysubmit_1/stop", Verb.STOP),
+        ("GET", "/api/jobs/raysubmit_1/logs", Verb.LOGS),
+        ("GET", "/api/jobs/raysubmit_1/logs/tail", Verb.LOGS),
+        ("GET", "/api/packages/gcs/_ray_pkg_1.zip", Verb.SUBMIT),
+        ("PUT", "/api/packages/gcs/_ray_pkg_1.zip", Verb.SUBMIT),
+        ("GET", "/api/v0/logs", Verb.LOGS),
+        ("GET", "/api/v0/logs/file", Verb.LOGS),
+        ("GET", "/api/v0/logs/stream", Verb.LOGS),
+        ("GET", "/worker/traceback", Verb.DEBUG),
+        ("GET", "/worker/gpu_profile", Verb.DEBUG),
+        ("GET", "/memory_profile", Verb.DEBUG),
+        ("PUT", "/api/serve/applications/", Verb.SERVE),
+        ("DELETE", "/api/serve/applications/", Verb.SERVE),
+        ("GET", "/api/serve/applications/", Verb.VIEW),
+        ("POST", "/api/v1/applications/app/deployments/d/scale", Verb.SERVE),
+        ("GET", "/api/data/datasets/02000000", Verb.VIEW),
+        ("GET", "/api/v0/tasks/summarize", Verb.VIEW),
+    ],
+    ids=lambda v: str(v),
+)
 def test_classification(method: str, path: str, verb: Verb) -> None:
     route = DEFAULT_TABLE.classify(method, path)
     assert route is not None and route.verb is verb
 
 
-@pytest.mark.parametrize("method, path", [
-    ("GET", "/api/jobs"),  # Ray is trailing-slash exact
-    ("GET", "/API/JOBS/"),
-    ("POST", "/api/jobs/x"),
-    ("PUT", "/api/jobs/"),
-    ("GET", "/api/jobs/a/b"),
-    ("GET", "/api/jobs//logs"),
-    ("GET", "/static/"),
-    ("GET", "/api/v0/logs/other"),
-    ("OPTIONS", "/api/jobs/"),
-    ("get", "/api/jobs/"),
-    ("GET", "/api/healthz"),
-    ("GET", "/api/job_agent/jobs/"),
-    ("POST", "/api/job_agent/jobs/"),
-    ("GET", "/logs/raylet.out"),
-    ("GET", "/api/actors/kill"),
-    ("GET", "/logical/kill_actor"),
-    ("GET", "/log_proxy"),
-], ids=lambda v: v)
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/api/jobs"),  # Ray is trailing-slash exact
+        ("GET", "/API/JOBS/"),
+        ("POST", "/api/jobs/x"),
+        ("PUT", "/api/jobs/"),
+        ("GET", "/api/jobs/a/b"),
+        ("GET", "/api/jobs//logs"),
+        ("GET", "/static/"),
+        ("GET", "/api/v0/logs/other"),
+        ("OPTIONS", "/api/jobs/"),
+        ("get", "/api/jobs/"),
+        ("GET", "/api/healthz"),
+        ("GET", "/api/job_agent/jobs/"),
+        ("POST", "/api/job_agent/jobs/"),
+        ("GET", "/logs/raylet.out"),
+        ("GET", "/api/actors/kill"),
+        ("GET", "/logical/kill_actor"),
+        ("GET", "/log_proxy"),
+    ],
+    ids=lambda v: v,
+)
 def test_unknown_routes_are_none(method: str, path: str) -> None:
     assert DEFAULT_TABLE.classify(method, path) is None
 
 
-@pytest.mark.parametrize("method, path", [
-    ("GET", "/test/dump"), ("POST", "/report_events"), ("GET", "/api/v0/delay/3"),
-    ("POST", "/api/task_events"), ("POST", "/api/task_events/query"),
-])
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/test/dump"),
+        ("POST", "/report_events"),
+        ("GET", "/api/v0/delay/3"),
+        ("POST", "/api/task_events"),
+        ("POST", "/api/task_events/query"),
+    ],
+)
 def test_internal_routes_deny_whatever_the_role(method: str, path: str) -> None:
     route = DEFAULT_TABLE.classify(method, path)
     assert route is not None and route.action is Action.DENY and route.verb is None

@@ -35,10 +35,18 @@ def sign(header: dict[str, Any], payload: dict[str, Any], key: ec.EllipticCurveP
     return f"{signing}.{b64(sig)}"
 
 
-def token(_key: ec.EllipticCurvePrivateKey = KEY, _headers: dict[str, Any] | None = None, **claims: Any) -> str:
+def token(
+    _key: ec.EllipticCurvePrivateKey = KEY, _headers: dict[str, Any] | None = None, **claims: Any
+) -> str:
     """A valid IAP-shaped token; claims given override, `...` removes one."""
-    payload: dict[str, Any] = {"iss": IAP.issuer, "aud": AUD, "iat": NOW, "exp": NOW + 600,
-                               "sub": "accounts.google.com:42", "email": "Alice@Example.com"}
+    payload: dict[str, Any] = {
+        "iss": IAP.issuer,
+        "aud": AUD,
+        "iat": NOW,
+        "exp": NOW + 600,
+        "sub": "accounts.google.com:42",
+        "email": "Alice@Example.com",
+    }
     payload.update(claims)
     payload = {k: v for k, v in payload.items() if v is not ...}
     header = {"alg": "ES256", "typ": "JWT", "kid": dev.key_id(KEY)}
@@ -60,15 +68,19 @@ def test_second_configured_audience_is_accepted() -> None:
     assert check(token(aud="/projects/1/global/backendServices/3")).email == "alice@example.com"
 
 
-@pytest.mark.parametrize("tok, reason", [
-    ("", "empty"),
-    ("a.b", "malformed"),
-    ("a.b.c.d", "malformed"),
-    ("a.b.c\r\nX-Evil: 1", "malformed"),
-    ("!!!.@@@.###", "malformed"),
-    (b64(b"not json") + "." + b64({}) + ".sig", "malformed assertion header"),
-    ("x" * 9000, "too large"),
-], ids=["empty", "two-parts", "four-parts", "crlf", "bad-b64", "non-json-header", "oversized"])
+@pytest.mark.parametrize(
+    "tok, reason",
+    [
+        ("", "empty"),
+        ("a.b", "malformed"),
+        ("a.b.c.d", "malformed"),
+        ("a.b.c\r\nX-Evil: 1", "malformed"),
+        ("!!!.@@@.###", "malformed"),
+        (b64(b"not json") + "." + b64({}) + ".sig", "malformed assertion header"),
+        ("x" * 9000, "too large"),
+    ],
+    ids=["empty", "two-parts", "four-parts", "crlf", "bad-b64", "non-json-header", "oversized"],
+)
 def test_malformed(tok: str, reason: str) -> None:
     with pytest.raises(TokenError, match=reason):
         check(tok)
@@ -84,13 +96,20 @@ def test_alg_none_is_refused() -> None:
 
 
 def test_hs256_keyed_with_the_public_key_is_refused() -> None:
-    pem = KEY.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = KEY.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     payload = jwt.decode(token(), options={"verify_signature": False})
     header = b64({"alg": "HS256", "kid": dev.key_id(KEY), "typ": "JWT"})
     import hashlib
     import hmac
+
     signing = f"{header}.{b64(payload)}"
-    sig = base64.urlsafe_b64encode(hmac.new(pem, signing.encode(), hashlib.sha256).digest()).decode().rstrip("=")
+    sig = (
+        base64.urlsafe_b64encode(hmac.new(pem, signing.encode(), hashlib.sha256).digest())
+        .decode()
+        .rstrip("=")
+    )
     with pytest.raises(TokenError, match="ES256"):
         check(f"{signing}.{sig}")
 
@@ -118,8 +137,16 @@ def test_wrong_key_with_our_kid_is_a_bad_signature() -> None:
 
 def test_tampered_payload_is_a_bad_signature() -> None:
     h, _, s = token().split(".")
-    forged = b64({"iss": IAP.issuer, "aud": AUD, "iat": NOW, "exp": NOW + 600, "sub": "x",
-                  "email": "admin@example.com"})
+    forged = b64(
+        {
+            "iss": IAP.issuer,
+            "aud": AUD,
+            "iat": NOW,
+            "exp": NOW + 600,
+            "sub": "x",
+            "email": "admin@example.com",
+        }
+    )
     with pytest.raises(TokenError, match="bad signature"):
         check(f"{h}.{forged}.{s}")
 
@@ -139,8 +166,17 @@ def test_missing_or_hostile_kid(headers: dict[str, Any]) -> None:
 def test_jku_x5u_jwk_headers_are_ignored() -> None:
     attacker = json.loads(jwt.algorithms.ECAlgorithm.to_jwk(OTHER.public_key()))
     payload = jwt.decode(token(), options={"verify_signature": False})
-    tok = jwt.encode(payload, OTHER, algorithm="ES256", headers={
-        "kid": "attacker", "jku": "http://127.0.0.1:1/jwks", "x5u": "http://127.0.0.1:1/x", "jwk": attacker})
+    tok = jwt.encode(
+        payload,
+        OTHER,
+        algorithm="ES256",
+        headers={
+            "kid": "attacker",
+            "jku": "http://127.0.0.1:1/jwks",
+            "x5u": "http://127.0.0.1:1/x",
+            "jwk": attacker,
+        },
+    )
     with pytest.raises(UnknownKeyId):
         check(tok)
     tok = jwt.encode(payload, OTHER, algorithm="ES256", headers={"kid": dev.key_id(KEY), "jwk": attacker})
@@ -148,33 +184,43 @@ def test_jku_x5u_jwk_headers_are_ignored() -> None:
         check(tok)
 
 
-@pytest.mark.parametrize("claims, reason", [
-    ({"iss": "https://accounts.google.com"}, "issuer"),
-    ({"iss": ...}, "issuer"),
-    ({"aud": "/projects/1/global/backendServices/999"}, "audience"),
-    ({"aud": [AUD]}, "audience"),
-    ({"aud": ...}, "audience"),
-    ({"exp": "1800000600"}, "exp"),
-    ({"exp": ...}, "exp"),
-    ({"exp": True}, "exp"),
-    ({"iat": ...}, "iat"),
-    ({"iat": None}, "iat"),
-    ({"exp": 10**12}, "lifetime"),
-    ({"iat": NOW + 100, "exp": NOW + 50}, "lifetime|future"),
-    ({"email": ...}, "email"),
-    ({"email": 5}, "email"),
-    ({"email": "not-an-email"}, "email"),
-    ({"sub": ...}, "sub"),
-    ({"hd": ["example.com"]}, "hd"),
-], ids=lambda v: json.dumps(v, default=str) if isinstance(v, dict) else v)
+@pytest.mark.parametrize(
+    "claims, reason",
+    [
+        ({"iss": "https://accounts.google.com"}, "issuer"),
+        ({"iss": ...}, "issuer"),
+        ({"aud": "/projects/1/global/backendServices/999"}, "audience"),
+        ({"aud": [AUD]}, "audience"),
+        ({"aud": ...}, "audience"),
+        ({"exp": "1800000600"}, "exp"),
+        ({"exp": ...}, "exp"),
+        ({"exp": True}, "exp"),
+        ({"iat": ...}, "iat"),
+        ({"iat": None}, "iat"),
+        ({"exp": 10**12}, "lifetime"),
+        ({"iat": NOW + 100, "exp": NOW + 50}, "lifetime|future"),
+        ({"email": ...}, "email"),
+        ({"email": 5}, "email"),
+        ({"email": "not-an-email"}, "email"),
+        ({"sub": ...}, "sub"),
+        ({"hd": ["example.com"]}, "hd"),
+    ],
+    ids=lambda v: json.dumps(v, default=str) if isinstance(v, dict) else v,
+)
 def test_claims(claims: dict[str, Any], reason: str) -> None:
     with pytest.raises(TokenError, match=reason):
         check(token(**claims))
 
 
-@pytest.mark.parametrize("offset, ok", [
-    (600 + 30, True), (600 + 30.5, False), (600 + 3600, False),  # exp boundary at +leeway
-], ids=["at-leeway", "past-leeway", "long-expired"])
+@pytest.mark.parametrize(
+    "offset, ok",
+    [
+        (600 + 30, True),
+        (600 + 30.5, False),
+        (600 + 3600, False),  # exp boundary at +leeway
+    ],
+    ids=["at-leeway", "past-leeway", "long-expired"],
+)
 def test_expiry_boundary(offset: float, ok: bool) -> None:
     tok = token()
     if ok:
