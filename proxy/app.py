@@ -157,7 +157,17 @@ def runner_args(config: Config) -> dict[str, Any]:
 def serve(config: Config, ready: Callable[[], Awaitable[None]] | None = None) -> None:
     """Run until SIGTERM/SIGINT; then stop accepting, let in-flight requests and streams finish for
     `shutdown_grace_seconds`, cut what is left, and return (exit 0)."""
-    asyncio.run(_serve(config, ready))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(_serve(config, ready))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop where it is installed (a dependency on Linux): 20-30 % more requests per core."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - other platforms
+        return None
+    return uvloop.new_event_loop
 
 
 async def _serve(config: Config, ready: Callable[[], Awaitable[None]] | None) -> None:

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,10 +41,11 @@ log = logging.getLogger("ray_iap_proxy")
 
 
 class Refused(Exception):
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, hint: str | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.hint = hint  # for a person reading the refusal page; None: the status's own advice
 
 
 @dataclass
@@ -71,7 +72,7 @@ PROXY = web.AppKey("proxy", Proxy)
 async def handle(request: web.Request) -> web.StreamResponse:
     proxy = request.app[PROXY]
     ctx = RequestContext(
-        request_id=uuid.uuid4().hex,
+        request_id=secrets.token_hex(16),
         method=request.method,
         target=request.raw_path,
         remote=request.remote or "",
@@ -91,7 +92,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
     try:
         response = await _serve(request, proxy, ctx)
     except Refused as exc:
-        response = _refuse(request, ctx, exc.status, exc.reason)
+        response = _refuse(request, ctx, exc.status, exc.reason, hint=exc.hint)
     except UpstreamError as exc:
         response = _refuse(request, ctx, exc.status, exc.reason, decision=ctx.decision or "error")
     except ClientFault as exc:
@@ -119,7 +120,7 @@ def refuse_unparseable(
     answer like every other refusal and leave one access record. The parser's own message is never
     echoed or logged: it quotes the raw request, credentials included."""
     ctx = RequestContext(
-        request_id=uuid.uuid4().hex,
+        request_id=secrets.token_hex(16),
         method="-",
         target="-",
         remote=request.remote or "",
@@ -162,12 +163,17 @@ def parse_failure(exc: BaseException | None, line_limit: int) -> tuple[int, str]
 
 
 def _refuse(
-    request: web.BaseRequest, ctx: RequestContext, status: int, reason: str, decision: str = "deny"
+    request: web.BaseRequest,
+    ctx: RequestContext,
+    status: int,
+    reason: str,
+    decision: str = "deny",
+    hint: str | None = None,
 ) -> web.Response:
     if not (status >= 500 and ctx.decision == "allow"):  # an allowed request that Ray failed stays "allow"
         ctx.decision = decision
     ctx.reason = reason
-    return answers.refusal(request, ctx, status, reason)
+    return answers.refusal(request, ctx, status, reason, hint)
 
 
 async def _serve(request: web.Request, proxy: Proxy, ctx: RequestContext) -> web.StreamResponse:
@@ -202,7 +208,7 @@ async def _serve(request: web.Request, proxy: Proxy, ctx: RequestContext) -> web
     upgrade = route.websocket and is_upgrade(request)
     csrf = cross_site_reason(request.method, request.headers, request.host, upgrade=upgrade)
     if csrf is not None:
-        raise Refused(403, csrf)
+        raise Refused(403, csrf, hint=answers.CROSS_SITE_HINT)
 
     decision = proxy.config.policy.decide(ctx.identity, proxy.config.tenant, route.verb)
     if not decision.allowed:
@@ -224,7 +230,11 @@ async def _serve(request: web.Request, proxy: Proxy, ctx: RequestContext) -> web
 
 
 def _local(route: Route, ctx: RequestContext) -> web.Response:
-    """Routes the proxy answers itself. Clients never hold Ray's token: the proxy adds it."""
+    """Routes the proxy answers itself. Clients never hold Ray's token: the proxy adds it.
+
+    The mode is "disabled" because, seen from the browser, no Ray token is needed. Ray's UI opens its
+    token prompt on any 401/403 when told "token", so a person refused by policy would be asked for
+    the cluster's secret (docs/dashboard.md, tests/browser)."""
     if route.pattern == "/api/authentication_mode":
         return answers.json_answer(ctx, {"authentication_mode": "disabled"})
     if route.pattern == "/api/authenticate":

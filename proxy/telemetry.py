@@ -21,6 +21,7 @@ from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON
 from opentelemetry.trace import Span, Tracer
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
@@ -38,7 +39,13 @@ _SECRETS = re.compile(
 )
 
 
+_MARKERS = ("eyj", "bearer", "ray-authentication-token", "gcp_iap_")
+
+
 def redact(text: str) -> str:
+    low = text.lower()  # a cheap look first: most lines hold none of the markers
+    if not any(marker in low for marker in _MARKERS):
+        return text
     return _SECRETS.sub("[redacted]", text)
 
 
@@ -62,7 +69,8 @@ class RedactingFilter(logging.Filter):
 
 
 def setup_logging(level: int = logging.INFO) -> None:
-    """App logs to stderr, access records (JSON lines) to stdout; both redacted."""
+    """App logs to stderr, access records (JSON lines) to stdout; both redacted (access records by
+    `Telemetry.record`, everything else by the handler's filter)."""
     redactor = RedactingFilter()
     app = logging.StreamHandler(sys.stderr)
     app.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -71,8 +79,7 @@ def setup_logging(level: int = logging.INFO) -> None:
     root.handlers[:] = [app]
     root.setLevel(level)
     out = logging.StreamHandler(sys.stdout)
-    out.setFormatter(logging.Formatter("%(message)s"))
-    out.addFilter(redactor)
+    out.setFormatter(logging.Formatter("%(message)s"))  # records are redacted as they are built
     access_log.handlers[:] = [out]
     access_log.propagate = False
     access_log.setLevel(logging.INFO)
@@ -82,7 +89,12 @@ class Telemetry:
     """The tracer and counters of one application; created and shut down with it."""
 
     def __init__(self, exporter: str = "none", service: str = "ray-iap-proxy") -> None:
-        self.provider = TracerProvider(resource=Resource.create({"service.name": service}))
+        # Without an exporter spans are not recorded (ALWAYS_OFF): they still carry trace ids, taken
+        # from the caller's `traceparent` when there is one, for the access record.
+        self.provider = TracerProvider(
+            resource=Resource.create({"service.name": service}),
+            sampler=ALWAYS_ON if exporter != "none" else ALWAYS_OFF,
+        )
         if exporter == "console":
             self.provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
         self.tracer: Tracer = self.provider.get_tracer("ray_iap_proxy")
@@ -91,29 +103,15 @@ class Telemetry:
         self.connections_refused = 0  # over limits.max_connections
 
     def start_span(self, method: str, headers: Mapping[str, str]) -> Span:
-        parent: Context = self.propagator.extract(carrier=dict(headers))
+        parent: Context = self.propagator.extract(carrier=headers)
         return self.tracer.start_span(f"proxy {method}", context=parent)
 
     def record(self, ctx: RequestContext, span: Span, user_agent: str = "") -> None:
         """Finish the span and write the access record for a finished request."""
         duration_ms = round((time.monotonic() - ctx.started) * 1000, 2)
         path, _, query = ctx.target.partition("?")
-        attrs: dict[str, str | int | bool] = {
-            "http.request.method": ctx.method,
-            "url.path": path[:512],
-            "http.response.status_code": ctx.status,
-            "ray_iap.decision": ctx.decision,
-            "ray_iap.reason": ctx.reason,
-            "ray_iap.tenant": ctx.tenant,
-            "ray_iap.request_id": ctx.request_id,
-        }
-        if ctx.identity is not None:
-            attrs["enduser.id"] = ctx.identity.email
-        if ctx.verb is not None:
-            attrs["ray_iap.verb"] = str(ctx.verb)
-        if ctx.route is not None:
-            attrs["http.route"] = ctx.route.pattern
-        span.set_attributes(attrs)
+        if span.is_recording():
+            self._annotate(span, ctx, path)
         span.end()
         self.counts[f"{ctx.decision or 'none'} {ctx.status}"] += 1
         record = {
@@ -124,7 +122,7 @@ class Telemetry:
             "remote": ctx.remote,
             "method": ctx.method,
             "path": path,
-            "query": redact(query) if query else None,
+            "query": query or None,
             "status": ctx.status,
             "decision": ctx.decision,
             "reason": ctx.reason,
@@ -140,7 +138,26 @@ class Telemetry:
             "user_agent": user_agent[:200] or None,
             **ctx.extra,
         }
-        access_log.info(json.dumps(record, separators=(",", ":")))
+        access_log.info(redact(json.dumps(record, separators=(",", ":"))))
+
+    @staticmethod
+    def _annotate(span: Span, ctx: RequestContext, path: str) -> None:
+        attrs: dict[str, str | int | bool] = {
+            "http.request.method": ctx.method,
+            "url.path": redact(path[:512]),
+            "http.response.status_code": ctx.status,
+            "ray_iap.decision": ctx.decision,
+            "ray_iap.reason": redact(ctx.reason),
+            "ray_iap.tenant": ctx.tenant,
+            "ray_iap.request_id": ctx.request_id,
+        }
+        if ctx.identity is not None:
+            attrs["enduser.id"] = ctx.identity.email
+        if ctx.verb is not None:
+            attrs["ray_iap.verb"] = str(ctx.verb)
+        if ctx.route is not None:
+            attrs["http.route"] = ctx.route.pattern
+        span.set_attributes(attrs)
 
     def shutdown(self) -> None:
         self.provider.shutdown()

@@ -69,23 +69,28 @@ async def _stalls_mid_answer(request: web.Request) -> web.StreamResponse:
     return resp
 
 
-async def _truncated_length(request: web.Request) -> web.StreamResponse:
-    resp = web.StreamResponse(headers={"Content-Length": "1000"})
-    await resp.prepare(request)
-    await resp.write(b"x" * 10)
-    assert request.transport is not None
-    request.transport.close()
-    return resp
+def _truncated(length: int) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Length": str(length)})
+        await resp.prepare(request)
+        await resp.write(b"x" * 10)
+        assert request.transport is not None
+        request.transport.close()
+        return resp
+
+    return handler
 
 
 BEFORE_ANSWER: dict[str, tuple[Callable[[web.Request], Awaitable[web.StreamResponse]], int, str]] = {
     "reset-before-answer": (_abort_at_once, 502, "Ray failed mid-response"),
     "never-answers": (_never_answers, 504, "Ray did not answer in time"),
+    # a small answer is read whole before it is sent: a short one is a clean 502, not a cut
+    "short-small-body": (_truncated(1000), 502, "Ray failed mid-response"),
 }
 DURING_ANSWER = {
     "reset-mid-answer": _abort_mid_answer,
     "stalls-mid-answer": _stalls_mid_answer,
-    "short-body": _truncated_length,
+    "short-large-body": _truncated(1_000_000),
 }
 
 
