@@ -13,7 +13,7 @@ K8S_PIP_PACKAGES :=
 
 APT_PACKAGES := chromium $(K8S_APT_PACKAGES)
 
-.PHONY: help venv test test-fast lint demo bench fuzz soak clean print-apt-packages
+.PHONY: help venv test test-fast lint demo bench fuzz soak screenshots clean print-apt-packages
 
 help:
 	@echo "make demo      run Ray + the proxy + dev-iap locally and show what it does (ONCE=1: showcase, exit)"
@@ -22,6 +22,7 @@ help:
 	@echo "make lint      ruff and mypy --strict"
 	@echo "make bench     proxy overhead vs direct upstream and the Apache peer"
 	@echo "make fuzz      longer fuzzing of token and path parsing (FUZZ_SECONDS=$(FUZZ_SECONDS) per target)"
+	@echo "make screenshots  re-take docs/img/*.png from the browser tests"
 	@echo "make soak      mixed traffic through a real proxy process for SOAK_SECONDS=$(SOAK_SECONDS)"
 
 venv: $(STAMP)
@@ -52,6 +53,9 @@ fuzz: venv
 
 soak: venv
 	$(BIN)/python -m scripts.soak --seconds $(SOAK_SECONDS)
+
+screenshots: venv
+	UPDATE_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/browser
 
 print-apt-packages:
 	@echo $(APT_PACKAGES)

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.rayhead import RayHead, http_get
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        shutil.which("ray", path=str(Path(sys.executable).parent)) is None and shutil.which("ray") is None,
-        reason="ray[default] is not installed",
-    ),
-]
+pytestmark = pytest.mark.e2e  # ray[default] is a test dependency: its absence must fail, not skip
 
 
 def _ps_lines_mentioning(text: str) -> list[str]:
