@@ -15,12 +15,14 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, BadStatusLine, InvalidURLError, LineTooLong
+from opentelemetry.trace import Span
 from yarl import URL
 
 from . import answers
@@ -69,22 +71,30 @@ class Proxy:
 PROXY = web.AppKey("proxy", Proxy)
 
 
-async def handle(request: web.Request) -> web.StreamResponse:
-    proxy = request.app[PROXY]
+def _begin(
+    request: web.BaseRequest, proxy: Proxy, method: str, target: str, headers: Mapping[str, str]
+) -> tuple[RequestContext, Span]:
+    """The request's context and span: ids first, everything else filled in as the request goes."""
     ctx = RequestContext(
         request_id=secrets.token_hex(16),
-        method=request.method,
-        target=request.raw_path,
+        method=method,
+        target=target,
         remote=request.remote or "",
         started=time.monotonic(),
         tenant=proxy.config.tenant,
     )
+    span = proxy.telemetry.start_span(method, headers)
+    sc = span.get_span_context()
+    ctx.trace_id, ctx.span_id = f"{sc.trace_id:032x}", f"{sc.span_id:016x}"
+    return ctx, span
+
+
+async def handle(request: web.Request) -> web.StreamResponse:
+    proxy = request.app[PROXY]
+    ctx, span = _begin(request, proxy, request.method, request.raw_path, request.headers)
     fwd = request.headers.get("X-Forwarded-For")
     if fwd:
         ctx.extra["forwarded_for"] = fwd[:200]  # logged for the record, trusted for nothing
-    span = proxy.telemetry.start_span(request.method, request.headers)
-    sc = span.get_span_context()
-    ctx.trace_id, ctx.span_id = f"{sc.trace_id:032x}", f"{sc.span_id:016x}"
     response: web.StreamResponse | None = None
     task = asyncio.current_task()
     if task is not None:
@@ -119,17 +129,7 @@ def refuse_unparseable(
     """aiohttp refused the request before any handler ran (its parser, or an error escaping it):
     answer like every other refusal and leave one access record. The parser's own message is never
     echoed or logged: it quotes the raw request, credentials included."""
-    ctx = RequestContext(
-        request_id=secrets.token_hex(16),
-        method="-",
-        target="-",
-        remote=request.remote or "",
-        started=time.monotonic(),
-        tenant=proxy.config.tenant,
-    )
-    span = proxy.telemetry.start_span("-", {})
-    sc = span.get_span_context()
-    ctx.trace_id, ctx.span_id = f"{sc.trace_id:032x}", f"{sc.span_id:016x}"
+    ctx, span = _begin(request, proxy, "-", "-", {})
     if status == 400:
         status, reason = parse_failure(exc, line_limit)
         ctx.extra["parser"] = type(exc).__name__
