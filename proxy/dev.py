@@ -141,7 +141,7 @@ def dev_iap_app(
 
     async def forward(request: web.Request) -> web.StreamResponse:
         ctx = RequestContext(
-            request_id="dev",
+            request_id="",  # dev-iap adds no request id: the proxy behind it does
             method=request.method,
             target=request.raw_path,
             remote=request.remote or "",

@@ -122,7 +122,7 @@ class StubRay:
             self.seen.append(
                 Seen(request.method, request.raw_path, list(request.headers.items()), digest.hexdigest(), n)
             )
-            if request.path == "/stream":
+            if request.path == "/api/v0/logs/stream":  # chunked, no length: the streaming path
                 resp = web.StreamResponse()
                 await resp.prepare(request)
                 for i in range(int(request.query.get("n", "3"))):

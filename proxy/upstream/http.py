@@ -98,6 +98,7 @@ async def forward_http(
                 (k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.raw_headers
             ):
                 response.headers.add(name, value)
+            _tag(response, ctx)
             await response.prepare(request)
             ctx.status = upstream.status
             if request.method != "HEAD" and upstream.status not in _NO_BODY_STATUSES:
@@ -136,8 +137,15 @@ async def _small(request: web.Request, ctx: RequestContext, upstream: aiohttp.Cl
     ):
         if name.lower() != "content-length":
             response.headers.add(name, value)
+    _tag(response, ctx)
     ctx.status, ctx.bytes_out = upstream.status, len(body)
     return response
+
+
+def _tag(response: web.StreamResponse, ctx: RequestContext) -> None:
+    """The request id on allowed answers too, so anyone can quote it; ours, not Ray's."""
+    if ctx.request_id:
+        response.headers["X-Request-Id"] = ctx.request_id
 
 
 async def _write(response: web.StreamResponse, chunk: bytes, stall: float | None) -> None:

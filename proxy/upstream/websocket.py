@@ -71,6 +71,8 @@ async def forward_websocket(
             autoping=True,
             max_msg_size=max_message_bytes,
         )
+        if ctx.request_id:
+            client.headers["X-Request-Id"] = ctx.request_id
         await client.prepare(request)
         ctx.status = 101
         async with asyncio.TaskGroup() as tg:

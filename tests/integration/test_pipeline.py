@@ -65,6 +65,7 @@ async def test_viewer_lists_but_cannot_submit(proxy_client: Any, mint: Any, stub
     token = mint("bob@example.com")
     r = await proxy_client.get("/api/jobs/", headers={H: token})
     assert r.status == 200
+    assert len(r.headers.getall("X-Request-Id")) == 1 and len(r.headers["X-Request-Id"]) == 32
     r = await proxy_client.post("/api/jobs/", headers={H: token}, json={"entrypoint": "id"})
     assert r.status == 403
     body = await r.json()
@@ -279,11 +280,16 @@ async def test_body_over_limit_is_413(make_client: Any, mint: Any, stub_ray: Any
     assert stub_ray[0].seen == []
 
 
-async def test_response_streams_through(make_client: Any, mint: Any) -> None:
-    # /stream is not a Ray route: use the logs stream route shape against the stub's streamer
-    client = await make_client()
-    r = await client.get("/api/v0/logs/stream?node_id=x&filename=f", headers={H: mint()})
-    assert r.status == 200
+async def test_chunked_response_streams_through(proxy_client: Any, mint: Any) -> None:
+    r = await proxy_client.get("/api/v0/logs/stream?node_id=x&filename=f&n=5", headers={H: mint()})
+    assert r.status == 200 and r.headers.get("Transfer-Encoding") == "chunked"
+    assert len(r.headers["X-Request-Id"]) == 32
+    assert await r.text() == "".join(f"line {i}\n" for i in range(5))
+
+
+async def test_head_gets_headers_and_no_body(proxy_client: Any, mint: Any) -> None:
+    r = await proxy_client.head("/api/jobs/", headers={H: mint()})
+    assert r.status == 200 and await r.read() == b""
 
 
 async def test_upstream_down_is_502_json(make_client: Any, mint: Any) -> None:
@@ -298,6 +304,7 @@ async def test_websocket_tail_passes_frames_and_close_code(
     proxy_client: Any, mint: Any, stub_ray: Any
 ) -> None:
     ws = await proxy_client.ws_connect("/api/jobs/raysubmit_1/logs/tail", headers={H: mint()})
+    assert len(ws._response.headers["X-Request-Id"]) == 32
     assert (await ws.receive_str()) == "log line 1"
     await ws.send_str("hi")
     assert (await ws.receive_str()) == "echo:hi"
