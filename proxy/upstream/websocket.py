@@ -5,6 +5,7 @@ is, Ray's handshake is completed first, then frames are pumped both ways and clo
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import aiohttp
 from aiohttp import WSMsgType, web
@@ -25,6 +26,7 @@ _HANDSHAKE = frozenset(
     }
 )
 _UNSENDABLE_CODES = frozenset({1005, 1006, 1015})
+GOING_AWAY_SECONDS = 1.0  # how long a close frame may take when the stream is being cut
 
 
 def is_upgrade(request: web.Request) -> bool:
@@ -75,11 +77,24 @@ async def forward_websocket(
             client.headers["X-Request-Id"] = ctx.request_id
         await client.prepare(request)
         ctx.status = 101
-        async with asyncio.TaskGroup() as tg:
-            tg.create_task(_pump(upstream, client, ctx, "bytes_out"))
-            tg.create_task(_pump(client, upstream, ctx, "bytes_in"))
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(_pump(upstream, client, ctx, "bytes_out"))
+                tg.create_task(_pump(client, upstream, ctx, "bytes_in"))
+        except asyncio.CancelledError:  # shutdown's grace period is over, or the client went away
+            await _going_away(client, upstream)
+            raise
         ctx.extra["close_code"] = str(client.close_code)
         return client
+
+
+async def _going_away(*sides: Side) -> None:
+    """Say 1001 (going away) to both ends rather than just dropping the connections; bounded."""
+    for side in sides:
+        if not side.closed:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(GOING_AWAY_SECONDS):
+                    await side.close(code=1001, message=b"proxy going away")
 
 
 Side = web.WebSocketResponse | aiohttp.ClientWebSocketResponse
