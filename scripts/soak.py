@@ -24,7 +24,6 @@ import hashlib
 import json
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,6 +42,7 @@ from yarl import URL
 
 from proxy import dev
 from tests.adversarial.harness import ASSERTION, PASS, RayDouble, blob, write_hardening_config
+from tests.e2e.rayhead import free_ports
 from tests.support import AUDIENCE, KeyServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,9 +50,7 @@ PACKAGES = "/api/packages/{protocol}/{package_name}"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 def rss_mib(pid: int) -> float:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -18,15 +17,14 @@ import pytest
 from aiohttp import web
 
 from tests.adversarial.harness import ASSERTION, PASS, RayDouble, write_hardening_config
+from tests.e2e.rayhead import free_ports
 
 ROOT = Path(__file__).resolve().parents[2]
 STREAM = "/api/v0/logs/stream?node_id=n&filename=f"
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 class Proc:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from proxy.pipeline import PROXY
 from tests.adversarial.harness import ASSERTION, PASS, RayDouble, wait_until
+from tests.e2e.rayhead import free_ports
 
 LOGS = "/api/v0/logs/file?node_id=n&filename=f"
 LOGS_ROUTE = "/api/v0/logs/file"
@@ -34,9 +34,7 @@ async def leaves_nothing(proxy: TestClient, fds: int, tasks: int) -> None:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
 
 
 async def _abort_at_once(request: web.Request) -> web.StreamResponse:
