@@ -50,7 +50,7 @@ BENCH_APT_PACKAGES := apache2 libapache2-mod-oauth2 wrk librsvg2-bin
 bench: venv
 	@command -v wrk >/dev/null && command -v apache2 >/dev/null && command -v rsvg-convert >/dev/null || \
 		{ apt-get update -qq && apt-get install -y -qq --no-install-recommends $(BENCH_APT_PACKAGES); }
-	$(BIN)/python -m scripts.bench
+	$(BIN)/python -m bench
 
 fuzz: venv
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/python -m pytest -q tests/fuzz

@@ -1,6 +1,6 @@
 """The loopback stand-in for the Ray dashboard that `make bench` measures against, run as its own process.
 
-    python -m scripts.bench_upstream --port 18265 --jwks-port 18266 --jwks-file jwks.json --ray-token T
+    python -m bench.upstream --port 18265 --jwks-port 18266 --jwks-file jwks.json --ray-token T
 
 Routes (all answered from memory, no access log):
 

@@ -1,0 +1,71 @@
+"""`BENCH_PROFILE=1`: where the proxy spends its CPU under load, sampled by py-spy."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from bench.settings import LOAD_CORE, PY, RESULTS, SECONDS
+from bench.wrk import Target, lua_hot, run_wrk
+
+
+def profile_proxy(target: Target, hot: str, run_dir: Path) -> dict[str, Any]:
+    """py-spy, on the load core, samples the proxy during an extra cached c=32 wrk point (it pauses the
+    proxy briefly per sample: that point's rate is not a result)."""
+    spy = Path(PY).with_name("py-spy")
+    if not spy.exists():
+        return {"skipped": "py-spy not installed in the venv"}
+    pid = target.pids()[0]
+    out = RESULTS / "proxy-profile.raw"
+    seconds = max(3, min(SECONDS, 10))
+    argv = [
+        "taskset",
+        "-c",
+        str(LOAD_CORE),
+        str(spy),
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(seconds),
+    ]
+    argv += ["--rate", "200", "--format", "raw", "--output", str(out)]
+    spy_proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        point = run_wrk(target, lua_hot(hot), 32, seconds, run_dir, None, "profiled")
+    finally:
+        try:
+            spy_proc.wait(timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            os.kill(spy_proc.pid, signal.SIGKILL)
+            spy_proc.wait(timeout=5)
+    if not out.exists():
+        return {"skipped": "py-spy wrote nothing"}
+    return {"rps_while_sampled": point.rps, **summarize_profile(out)}
+
+
+def summarize_profile(raw: Path) -> dict[str, Any]:
+    """Per function (line numbers folded): share of samples on top of the stack (self) and anywhere on
+    it (inclusive), from py-spy's collapsed stacks."""
+    own: dict[str, int] = {}
+    incl: dict[str, int] = {}
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not stack or not n.isdigit():
+            continue
+        count = int(n)
+        frames = [re.sub(r":\d+\)$", ")", f) for f in stack.split(";")]
+        total += count
+        own[frames[-1]] = own.get(frames[-1], 0) + count
+        for f in set(frames):
+            incl[f] = incl.get(f, 0) + count
+
+    def top(d: dict[str, int], n: int) -> list[tuple[str, float]]:
+        return [(f, round(100 * c / total, 1)) for f, c in sorted(d.items(), key=lambda kv: -kv[1])[:n]]
+
+    return {"samples": total, "self_pct": top(own, 25), "inclusive_pct": top(incl, 60)}
