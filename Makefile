@@ -13,13 +13,15 @@ K8S_PIP_PACKAGES :=
 
 APT_PACKAGES := chromium $(K8S_APT_PACKAGES)
 
-.PHONY: help venv test test-fast lint demo bench fuzz soak screenshots clean print-apt-packages
+.PHONY: help venv check test test-fast lint docs demo bench fuzz soak screenshots clean print-apt-packages
 
 help:
 	@echo "make demo      run Ray + the proxy + dev-iap locally and show what it does (ONCE=1: showcase, exit)"
 	@echo "make test      unit, integration, end-to-end (real Ray, ray CLI, Chromium) and manifest tests"
+	@echo "make check     ruff check, ruff format --check, mypy --strict and the fast tests (CI runs it first)"
 	@echo "make test-fast unit and integration tests only"
-	@echo "make lint      ruff and mypy --strict"
+	@echo "make lint      ruff check, ruff format --check, mypy --strict"
+	@echo "make docs      regenerate the generated parts of docs/ (the configuration reference)"
 	@echo "make bench     proxy overhead vs direct upstream and the Apache peer"
 	@echo "make fuzz      longer fuzzing of token and path parsing (FUZZ_SECONDS=$(FUZZ_SECONDS) per target)"
 	@echo "make screenshots  re-take docs/img/*.png from the browser tests"
@@ -36,11 +38,19 @@ test: venv
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) tests
 
 test-fast: venv
-	$(BIN)/python -m pytest -q tests/unit tests/integration
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/unit tests/integration
+
+LINTED := proxy devkit tests bench scripts
 
 lint: venv
-	$(BIN)/ruff check proxy tests
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy proxy
+
+check: lint test-fast
+
+docs: venv
+	$(BIN)/python -m proxy.settings.reference --write docs/configuration.md
 
 demo: venv
 	$(BIN)/python -m scripts.demo $(if $(ONCE),--once,)

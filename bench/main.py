@@ -19,7 +19,7 @@ from bench.bulk import bulk
 from bench.chart import svg_chart
 from bench.micro import micro
 from bench.peers import apache_peer, write_proxy_config
-from bench.procs import Processes, autogroup_nice, free_port, http_get, pin, wait_until_ok
+from bench.procs import Processes, autogroup_nice, http_get, pin, wait_until_ok
 from bench.profiling import profile_proxy
 from bench.report import markdown, print_table
 from bench.settings import (
@@ -46,6 +46,7 @@ from bench.settings import (
 )
 from bench.tokens import TokenPool
 from bench.wrk import Target, measure
+from devkit.ports import free_ports
 
 
 def preflight() -> list[str]:
@@ -130,7 +131,7 @@ def main() -> int:
         hot = dev.mint(key, EMAIL, AUDIENCE, lifetime=600)
         pool = TokenPool(pem, hot)
 
-        stub_port, jwks_port, proxy_port, apache_port = (free_port() for _ in range(4))
+        stub_port, jwks_port, proxy_port, apache_port = free_ports(4)
         upstream, jwks_url = f"http://127.0.0.1:{stub_port}", f"http://127.0.0.1:{jwks_port}/jwks.json"
         stub_argv = [PY, "-m", "bench.upstream", "--port", str(stub_port), "--jwks-port", str(jwks_port)]
         stub_argv += ["--jwks-file", str(run_dir / "jwks.json"), "--ray-token", RAY_TOKEN]

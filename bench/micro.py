@@ -15,11 +15,11 @@ from bench.tokens import TokenPool
 
 
 def micro(jwks: bytes, pool: TokenPool) -> dict[str, float]:
-    """The proxy's own `Verifier.identify` (cache + PyJWT ES256 + claim checks), on the SUT core:
-    CPU µs per call for fresh tokens (misses) and for the same tokens again (hits)."""
+    """The proxy's own `IapProvider.authenticate` (cache + PyJWT ES256 + claim checks), on the SUT
+    core: CPU µs per call for fresh tokens (misses) and for the same tokens again (hits)."""
     from proxy.auth.keys import KeyStore
-    from proxy.auth.verifier import Verifier
-    from proxy.config import IapConfig
+    from proxy.auth.providers.iap import IapProvider
+    from proxy.settings import Iap
 
     async def fetch(_url: str) -> bytes:
         return jwks
@@ -27,16 +27,16 @@ def micro(jwks: bytes, pool: TokenPool) -> dict[str, float]:
     async def run() -> tuple[float, float]:
         store = KeyStore("http://127.0.0.1/jwks.json", fetch, 30)
         await store.refresh()
-        verifier = Verifier(IapConfig(audiences=(AUDIENCE,)), store)
+        verifier = IapProvider(Iap(audiences=(AUDIENCE,)), store)
         tokens = pool.take("micro", 2000)
         t0 = time.thread_time()
         for tok in tokens:
-            await verifier.identify(tok)
+            await verifier.authenticate(tok)
         miss = (time.thread_time() - t0) / len(tokens)
         t0 = time.thread_time()
         for _ in range(10):
             for tok in tokens:
-                await verifier.identify(tok)
+                await verifier.authenticate(tok)
         hit = (time.thread_time() - t0) / (10 * len(tokens))
         assert verifier.misses == len(tokens) and verifier.hits == 10 * len(tokens)
         return miss, hit

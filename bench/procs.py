@@ -6,16 +6,14 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench.settings import ROOT, log
+from devkit.http import http_get
 
 
 def autogroup_nice(pid: int | str, value: int | None = None) -> int | None:
@@ -57,22 +55,6 @@ class Processes:
                     os.kill(s.proc.pid, signal.SIGKILL)
                     s.proc.wait(timeout=5)
         self.started.clear()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 3.0) -> tuple[int, bytes]:
-    req = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 def wait_until_ok(url: str, what: str, proc: subprocess.Popen[bytes] | None, seconds: float = 20) -> None:

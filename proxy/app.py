@@ -1,4 +1,5 @@
-"""Wiring only: build the application from a Config, own the long-lived resources, run it."""
+"""Wiring only: build the services from the settings, own the long-lived resources (`cleanup_ctx`),
+and run the listeners."""
 
 from __future__ import annotations
 
@@ -13,44 +14,26 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from .auth.keys import Fetch, KeyStore
-from .auth.verifier import Verifier
+from .admit import Admission
+from .auth.authenticate import Authenticator
+from .auth.keys import Fetch, KeyStore, http_fetcher, refresh_forever
+from .auth.providers.iap import IapProvider
+from .authz.authorizer import Union
+from .authz.policy import EMPTY_POLICY, Policy
+from .authz.policy_file import read_policy
 from .authz.routes import DEFAULT_TABLE, RouteTable
-from .config import Config
-from .listener import ProxyRunner
-from .metrics import metrics_app
-from .pipeline import PROXY, Proxy, handle
+from .authz.sources.static import StaticPolicy
+from .http.listener import ProxyRunner
+from .http.pipeline import PROXY, Proxy, handle
+from .model import Transport
+from .settings import Settings
 from .telemetry import Telemetry
-from .upstream.http import upstream_timeout
+from .telemetry.metrics import metrics_app
+from .upstream.base import AiohttpUpstream
+from .upstream.ray_token import RayToken
 
 log = logging.getLogger("ray_iap_proxy")
-KEY_RETRY_SECONDS = (2, 5, 10, 30, 60)
 CUT_WAIT_SECONDS = 2.0  # after the grace period: how long cancelled requests get to unwind
-
-
-def http_fetcher(session: aiohttp.ClientSession, timeout: float) -> Fetch:
-    """The production key-set fetch: one GET, bounded in time and size."""
-
-    async def fetch(url: str) -> bytes:
-        async with session.get(url, timeout=aiohttp.ClientTimeout(total=timeout), allow_redirects=False) as r:
-            if r.status != 200:
-                raise OSError(f"key set URL answered {r.status}")
-            body = await r.content.read(1 << 20)
-            if not r.content.at_eof():
-                raise OSError("key set larger than 1 MiB")
-            return body
-
-    return fetch
-
-
-async def _refresh_keys_forever(store: KeyStore, every: float) -> None:
-    failures = 0
-    while True:
-        if store.ready and failures == 0:
-            await asyncio.sleep(every)
-        else:
-            await asyncio.sleep(KEY_RETRY_SECONDS[min(failures, len(KEY_RETRY_SECONDS) - 1)])
-        failures = 0 if await store.refresh() else failures + 1
 
 
 @web.middleware
@@ -63,50 +46,61 @@ async def _unrouted_too(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 def build_app(
-    config: Config,
+    settings: Settings,
     *,
+    policy: Policy | None = None,
     routes: RouteTable = DEFAULT_TABLE,
     fetch: Callable[[aiohttp.ClientSession], Fetch] | None = None,
     clock: Callable[[], float] | None = None,
 ) -> web.Application:
-    """The proxy as an aiohttp application. `fetch` and `clock` are seams for tests."""
+    """The proxy as an aiohttp application. `policy` defaults to `settings.policy_file`'s; `fetch` and
+    `clock` are seams for tests."""
     app = web.Application(client_max_size=1024, middlewares=[_unrouted_too])
-    telemetry = Telemetry(config.tracing_exporter)
+    telemetry = Telemetry(settings.tracing.exporter)
+    if policy is None:
+        policy = read_policy(settings.policy_file) if settings.policy_file is not None else EMPTY_POLICY
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        limits = config.limits
-        session = aiohttp.ClientSession(
-            timeout=upstream_timeout(
-                limits.upstream_connect_timeout_seconds, limits.upstream_read_timeout_seconds
-            ),
-            auto_decompress=False,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            connector=aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True),
-        )
+        iap = settings.iap
         keys_session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
-        fetcher = (fetch or (lambda s: http_fetcher(s, config.iap.key_fetch_timeout_seconds)))(keys_session)
-        store = KeyStore(config.iap.jwks_url, fetcher, config.iap.key_min_refetch_seconds)
-        verifier = Verifier(config.iap, store, clock=clock) if clock else Verifier(config.iap, store)
-        store.on_removed = lambda _kids: verifier.forget_all()
+        fetcher = (fetch or (lambda s: http_fetcher(s, iap.key_fetch_timeout_seconds)))(keys_session)
+        store = KeyStore(iap.jwks_url, fetcher, iap.key_min_refetch_seconds, algorithm="ES256")
+        provider = IapProvider(iap, store, clock) if clock else IapProvider(iap, store)
+        authenticator = Authenticator([provider])
+        ray_token = RayToken(settings.ray_token_file)
+        ray_token.load()
+        admission = Admission(
+            tenant=settings.tenant,
+            authenticate=authenticator.authenticate,
+            routes={Transport.HTTP: routes},
+            authorizer=Union([StaticPolicy(policy)]),
+            max_target_length=settings.limits.max_target_length,
+        )
+        upstream = AiohttpUpstream(settings.upstream, settings.limits)
         app[PROXY] = Proxy(
-            config=config,
-            verifier=verifier,
-            routes=routes,
+            tenant=settings.tenant,
+            admission=admission,
+            authenticator=authenticator,
+            iap=provider,
+            upstream=upstream,
+            ray_token=ray_token,
             telemetry=telemetry,
-            session=session,
-            ray_token=config.read_ray_token(),
         )
         await store.refresh()
         refresher = asyncio.get_running_loop().create_task(
-            _refresh_keys_forever(store, config.iap.key_refresh_seconds), name="key-refresh"
+            refresh_forever(store, iap.key_refresh_seconds), name="key-refresh"
         )
+        if ray_token.watch is not None:
+            ray_token.watch.start()
         try:
             yield
         finally:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await refresher
-            await session.close()
+            if ray_token.watch is not None:
+                await ray_token.watch.stop()
+            await upstream.close()
             await keys_session.close()
             telemetry.shutdown()
 
@@ -114,7 +108,7 @@ def build_app(
         # The listener is closed and idle connections too; what is left is in flight.
         if PROXY in app:
             app[PROXY].draining = True
-            await drain(app[PROXY].inflight, config.shutdown_grace_seconds)
+            await drain(app[PROXY].inflight, settings.shutdown_grace_seconds)
 
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(on_shutdown)
@@ -135,11 +129,11 @@ async def drain(inflight: set[asyncio.Task[Any]], grace: float) -> None:
         await asyncio.wait(pending, timeout=CUT_WAIT_SECONDS)
 
 
-def runner_args(config: Config) -> dict[str, Any]:
-    """How the listener runs: `ProxyRunner(app, **runner_args(config))`. Limits that aiohttp's parser
-    enforces itself are answered by `listener.ProxyRequestHandler` (414/431/400)."""
-    limits = config.limits
-    line = limits.max_target_length + 64  # the parser counts the target; the pipeline checks it exactly
+def runner_args(settings: Settings) -> dict[str, Any]:
+    """How the listener runs: `ProxyRunner(app, **runner_args(settings))`. Limits that aiohttp's
+    parser enforces itself are answered by `http.listener.ProxyRequestHandler` (414/431/400)."""
+    limits = settings.limits
+    line = limits.max_target_length + 64  # the parser counts the target; admission checks it exactly
     if line == limits.max_header_bytes:
         line += 1  # a line-too-long at the line limit must mean the target (414), never a header (431)
     return {
@@ -149,16 +143,16 @@ def runner_args(config: Config) -> dict[str, Any]:
         "keepalive_timeout": limits.client_idle_timeout_seconds,
         "max_connections": limits.max_connections,
         "handler_cancellation": True,  # a client that goes away cancels its request, and Ray's side
-        "shutdown_timeout": config.shutdown_grace_seconds,  # a backstop: `drain` does the waiting
+        "shutdown_timeout": settings.shutdown_grace_seconds,  # a backstop: `drain` does the waiting
         "access_log": None,  # ours is telemetry's
     }
 
 
-def serve(config: Config, ready: Callable[[], Awaitable[None]] | None = None) -> None:
+def serve(settings: Settings, ready: Callable[[], Awaitable[None]] | None = None) -> None:
     """Run until SIGTERM/SIGINT; then stop accepting, let in-flight requests and streams finish for
     `shutdown_grace_seconds`, cut what is left, and return (exit 0)."""
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(_serve(config, ready))
+        runner.run(_serve(settings, ready))
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -170,9 +164,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def _serve(config: Config, ready: Callable[[], Awaitable[None]] | None) -> None:
-    app = build_app(config)
-    runner = ProxyRunner(app, **runner_args(config))
+async def _serve(settings: Settings, ready: Callable[[], Awaitable[None]] | None) -> None:
+    app = build_app(settings)
+    runner = ProxyRunner(app, **runner_args(settings))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -180,22 +174,22 @@ async def _serve(config: Config, ready: Callable[[], Awaitable[None]] | None) ->
     await runner.setup()
     metrics: web.AppRunner | None = None
     try:
-        await web.TCPSite(runner, config.listen.host, config.listen.port).start()
-        if config.metrics_listen is not None:
+        await web.TCPSite(runner, settings.listen.host, settings.listen.port).start()
+        if settings.metrics_listen is not None:
             metrics = web.AppRunner(metrics_app(app, runner), access_log=None)
             await metrics.setup()
-            await web.TCPSite(metrics, config.metrics_listen.host, config.metrics_listen.port).start()
+            await web.TCPSite(metrics, settings.metrics_listen.host, settings.metrics_listen.port).start()
         log.info(
             "ray-iap-proxy listening on %s, tenant %s, upstream %s%s",
-            config.listen,
-            config.tenant,
-            config.upstream,
-            f", metrics on {config.metrics_listen}" if config.metrics_listen else "",
+            settings.listen,
+            settings.tenant,
+            settings.upstream,
+            f", metrics on {settings.metrics_listen}" if settings.metrics_listen else "",
         )
         if ready is not None:
             await ready()
         await stop.wait()
-        log.info("shutting down: no new connections; grace period %g s", config.shutdown_grace_seconds)
+        log.info("shutting down: no new connections; grace period %g s", settings.shutdown_grace_seconds)
     finally:
         await runner.cleanup()
         if metrics is not None:

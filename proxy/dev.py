@@ -24,9 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 from yarl import URL
 
-from .config import DEFAULT_ISSUER
+from .errors import UpstreamError
+from .http.status import status_for
 from .model import RequestContext
-from .upstream.errors import UpstreamError
+from .settings import Iap
 from .upstream.headers import iap_headers
 from .upstream.http import forward_http
 from .upstream.websocket import forward_websocket, is_upgrade
@@ -74,7 +75,7 @@ def mint(
     email: str,
     audience: str = DEV_AUDIENCE,
     *,
-    issuer: str = DEFAULT_ISSUER,
+    issuer: str = Iap.model_fields["issuer"].default,
     lifetime: int = 600,
     now: float | None = None,
     hd: str | None = None,
@@ -155,7 +156,8 @@ def dev_iap_app(
                 return await forward_websocket(request, ctx, session, url, headers, 64 << 20)
             return await forward_http(request, ctx, session, url, headers, 1 << 40)
         except UpstreamError as exc:
-            return web.json_response({"error": "dev_iap", "reason": exc.reason}, status=exc.status)
+            status = status_for(exc.kind, exc.upstream_status)
+            return web.json_response({"error": "dev_iap", "reason": exc.reason}, status=status)
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_get(JWKS_PATH, serve_jwks)

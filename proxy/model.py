@@ -1,12 +1,15 @@
-"""The values every layer shares: verbs, identities, routes, decisions, the per-request context.
+"""The values every layer shares: verbs, identities, routes, verdicts, the per-request context.
 
-Everything here is a plain immutable value; nothing does I/O.
+Everything here is a plain value; nothing does I/O. `Verdict` is what admission (`admit.py`) answers
+for one request, whatever its transport.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
+
+from .errors import Kind
 
 
 class Verb(enum.StrEnum):
@@ -30,13 +33,30 @@ class Action(enum.Enum):
     DENY = "deny"  # internal or test-only: refused whatever the role
 
 
+class Transport(enum.StrEnum):
+    HTTP = "http"
+    GRPC = "grpc"
+
+
+class CredentialKind(enum.StrEnum):
+    """How a caller proved who they are."""
+
+    IAP = "iap"  # IAP's signed header
+    GOOGLE_ID_TOKEN = "google_id_token"  # a Google-signed OIDC ID token as a bearer
+    RAY_TOKEN = "ray_token"  # the cluster's own Ray token (in-cluster callers)
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """A verified IAP principal. `email` is lower-cased; `hd` is the hosted domain, if any."""
+    """A verified caller. `email` is the principal, lower-cased; `hosted_domain` the verified `hd`
+    claim, if any; `groups` what the proxy learnt of the caller's groups (none from IAP itself)."""
 
     email: str
     subject: str
+    kind: CredentialKind = CredentialKind.IAP
+    issuer: str = ""
     hosted_domain: str | None = None
+    groups: frozenset[str] = frozenset()
     expires_at: float = 0.0
 
     @property
@@ -46,7 +66,7 @@ class Identity:
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """One row of the route table: method + path pattern -> verb."""
+    """One row of a route table: method + path pattern -> verb."""
 
     method: str
     pattern: str
@@ -60,25 +80,75 @@ class Route:
         return f"{self.method} {self.pattern}"
 
 
-class Outcome(enum.Enum):
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A canonical request target: the path classified is exactly the path forwarded."""
+
+    path: str
+    query: str  # without the "?"; "" when absent
+
+    @property
+    def raw(self) -> str:
+        return f"{self.path}?{self.query}" if self.query else self.path
+
+
+class Outcome(enum.StrEnum):
     ALLOW = "allow"
-    DENY = "deny"
+    DENY = "deny"  # authenticated, and refused: route, cross-site or policy
+    UNAUTHENTICATED = "unauthenticated"
+    UNAVAILABLE = "unavailable"  # we could not decide: key set or policy source down
+    MALFORMED = "malformed"
+
+
+_OUTCOME_OF_KIND = {
+    Kind.MALFORMED: Outcome.MALFORMED,
+    Kind.TARGET_TOO_LONG: Outcome.MALFORMED,
+    Kind.HEADERS_TOO_LARGE: Outcome.MALFORMED,
+    Kind.UNAUTHENTICATED: Outcome.UNAUTHENTICATED,
+    Kind.FORBIDDEN: Outcome.DENY,
+    Kind.UNAVAILABLE: Outcome.UNAVAILABLE,
+}
+
+
+def outcome_of(kind: Kind) -> Outcome:
+    """The admission outcome for a refusal kind; kinds admission never produces count as deny."""
+    return _OUTCOME_OF_KIND.get(kind, Outcome.DENY)
 
 
 @dataclass(frozen=True, slots=True)
-class Decision:
-    outcome: Outcome
+class Verdict:
+    """Admission's answer for one request. `kind` is None exactly when allowed. `source` names what
+    decided: a step ("target", "authn", "routes", "cross-site") or a policy source ("static")."""
+
+    kind: Kind | None
     reason: str
-    role: str | None = None
+    source: str
+    identity: Identity | None = None
+    target: Target | None = None
+    route: Route | None = None
+    upgrade: bool = False  # a WebSocket upgrade on a WebSocket route
+    hint: str | None = None  # advice for a person, when the reason is not enough
 
     @property
     def allowed(self) -> bool:
-        return self.outcome is Outcome.ALLOW
+        return self.kind is None
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome.ALLOW if self.kind is None else outcome_of(self.kind)
+
+    @property
+    def verb(self) -> Verb | None:
+        return self.route.verb if self.route is not None else None
+
+    @property
+    def credential(self) -> CredentialKind | None:
+        return self.identity.kind if self.identity is not None else None
 
 
 @dataclass(slots=True)
 class RequestContext:
-    """One per request: filled in as the pipeline goes, read by the access log afterwards."""
+    """One per request: filled in as the request goes, read by the access record afterwards."""
 
     request_id: str
     method: str
@@ -93,9 +163,16 @@ class RequestContext:
     verb: Verb | None = None
     decision: str = ""
     reason: str = ""
+    source: str = ""
     status: int = 0
     upstream_status: int | None = None
     bytes_in: int = 0
     bytes_out: int = 0
     websocket: bool = False
     extra: dict[str, str] = field(default_factory=dict)
+
+    def apply(self, verdict: Verdict) -> None:
+        """Take in what admission decided."""
+        self.identity, self.route, self.verb = verdict.identity, verdict.route, verdict.verb
+        self.decision = "allow" if verdict.allowed else "deny"
+        self.reason, self.source = verdict.reason, verdict.source

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.e2e.stack import Stack
+from devkit.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[1]
 BOLD, GREEN, RED, DIM, RESET = (

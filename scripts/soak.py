@@ -40,17 +40,15 @@ from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives.asymmetric import ec
 from yarl import URL
 
+from devkit.config import AUDIENCE, write_hardening_config
+from devkit.keys import KeyServer
+from devkit.ports import free_port
+from devkit.ray_double import ASSERTION, PASS, RayDouble
+from devkit.util import blob
 from proxy import dev
-from tests.adversarial.harness import ASSERTION, PASS, RayDouble, blob, write_hardening_config
-from tests.e2e.rayhead import free_ports
-from tests.support import AUDIENCE, KeyServer
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = "/api/packages/{protocol}/{package_name}"
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
 
 
 def rss_mib(pid: int) -> float:
@@ -63,11 +61,17 @@ def rss_mib(pid: int) -> float:
 def start_proxy(cfg: Path, err_path: Path) -> subprocess.Popen[bytes]:
     """`python -m proxy serve`; access records (stdout) are discarded, its log kept in `err_path`."""
     with err_path.open("wb") as err:
-        return subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--config", str(cfg)], cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=err, stdin=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [sys.executable, "-m", "proxy", "serve", "--config", str(cfg)],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+        )
 
 
 # -- the Ray double's answers for the soak's routes ------------------------------------------------
+
 
 def install_routes(ray: RayDouble) -> None:
     async def packages(request: web.Request) -> web.StreamResponse:
@@ -78,7 +82,7 @@ def install_routes(ray: RayDouble) -> None:
         resp = web.StreamResponse()
         await resp.prepare(request)
         for i in range(0, len(data), 65_536):
-            await resp.write(data[i:i + 65_536])
+            await resp.write(data[i : i + 65_536])
         return resp
 
     async def stream(request: web.Request) -> web.StreamResponse:
@@ -95,6 +99,7 @@ def install_routes(ray: RayDouble) -> None:
 
 # -- the traffic -------------------------------------------------------------------------------------
 
+
 class Traffic:
     def __init__(self, session: aiohttp.ClientSession, base: str, key: ec.EllipticCurvePrivateKey) -> None:
         self.session, self.base, self.key = session, base, key
@@ -109,8 +114,9 @@ class Traffic:
             self.tokens[email] = (time.monotonic(), token)
         return token
 
-    def h(self, email: str | None = "alice@example.com", allowed: bool = True,
-          **extra: str) -> dict[str, str]:
+    def h(
+        self, email: str | None = "alice@example.com", allowed: bool = True, **extra: str
+    ) -> dict[str, str]:
         headers = dict(extra)
         if email:
             headers[ASSERTION] = self.token(email)
@@ -133,8 +139,9 @@ class Traffic:
     async def upload(self) -> None:
         self.n += 1
         data = blob(self.rng.randint(64 << 10, 1 << 20), self.n)
-        async with self.session.put(f"{self.base}/api/packages/gcs/up-{self.n}.zip", headers=self.h(),
-                                    data=data) as r:
+        async with self.session.put(
+            f"{self.base}/api/packages/gcs/up-{self.n}.zip", headers=self.h(), data=data
+        ) as r:
             answer = await r.json()
         if r.status != 200 or answer["sha256"] != hashlib.sha256(data).hexdigest():
             raise AssertionError(f"upload: {r.status}, checksum {answer.get('sha256')}")
@@ -142,24 +149,27 @@ class Traffic:
     async def download(self) -> None:
         seed, size = self.rng.randint(0, 1 << 30), self.rng.randint(64 << 10, 1 << 20)
         digest = hashlib.sha256()
-        async with self.session.get(f"{self.base}/api/packages/gcs/dl-{seed}-{size}.zip",
-                                    headers=self.h()) as r:
+        async with self.session.get(
+            f"{self.base}/api/packages/gcs/dl-{seed}-{size}.zip", headers=self.h()
+        ) as r:
             async for chunk in r.content.iter_any():
                 digest.update(chunk)
         if r.status != 200 or digest.hexdigest() != hashlib.sha256(blob(size, seed)).hexdigest():
             raise AssertionError(f"download: {r.status}, checksum mismatch")
 
     async def stream(self) -> None:
-        async with self.session.get(f"{self.base}/api/v0/logs/stream?node_id=n&filename=f&lines=20",
-                                    headers=self.h()) as r:
+        async with self.session.get(
+            f"{self.base}/api/v0/logs/stream?node_id=n&filename=f&lines=20", headers=self.h()
+        ) as r:
             body = await r.read()
         lines = body.count(b"\n")
         if r.status != 200 or lines != 20:
             raise AssertionError(f"stream: {r.status}, {lines} lines")
 
     async def tail(self) -> None:
-        async with self.session.ws_connect(f"{self.base}/api/jobs/raysubmit_1/logs/tail",
-                                           headers=self.h()) as ws:
+        async with self.session.ws_connect(
+            f"{self.base}/api/jobs/raysubmit_1/logs/tail", headers=self.h()
+        ) as ws:
             if await ws.receive_str() != "log line 1":
                 raise AssertionError("tail: no first line")
             for i in range(5):
@@ -181,20 +191,33 @@ class Traffic:
         await self.status("GET", "/api/jobs/%2e%2e/x", 400, headers=self.h(allowed=False))
 
     async def denied_cross_site(self) -> None:
-        await self.status("POST", "/api/jobs/", 403, json={},
-                          headers=self.h(allowed=False, Origin="https://evil.example.net"))
+        await self.status(
+            "POST",
+            "/api/jobs/",
+            403,
+            json={},
+            headers=self.h(allowed=False, Origin="https://evil.example.net"),
+        )
 
     def mix(self) -> list[tuple[str, Callable[[], Awaitable[None]], int]]:
-        return [("api", self.api, 25), ("submit", self.submit, 5), ("upload", self.upload, 6),
-                ("download", self.download, 6), ("stream", self.stream, 6), ("tail", self.tail, 4),
-                ("denied-verb", self.denied_verb, 8),
-                ("denied-unauthenticated", self.denied_unauthenticated, 8),
-                ("denied-internal", self.denied_internal, 8), ("denied-target", self.denied_target, 8),
-                ("denied-cross-site", self.denied_cross_site, 8)]
+        return [
+            ("api", self.api, 25),
+            ("submit", self.submit, 5),
+            ("upload", self.upload, 6),
+            ("download", self.download, 6),
+            ("stream", self.stream, 6),
+            ("tail", self.tail, 4),
+            ("denied-verb", self.denied_verb, 8),
+            ("denied-unauthenticated", self.denied_unauthenticated, 8),
+            ("denied-internal", self.denied_internal, 8),
+            ("denied-target", self.denied_target, 8),
+            ("denied-cross-site", self.denied_cross_site, 8),
+        ]
 
 
-async def worker(traffic: Traffic, until: float, done: Counter[str], errors: Counter[str],
-                 samples: list[str], seed: int) -> None:
+async def worker(
+    traffic: Traffic, until: float, done: Counter[str], errors: Counter[str], samples: list[str], seed: int
+) -> None:
     rng = random.Random(seed)
     mix = traffic.mix()
     names, calls, weights = zip(*mix, strict=True)
@@ -279,22 +302,36 @@ async def soak(seconds: float, workers: int, max_growth: float) -> int:
     violations = len(ray.violations)
     denials = sum(v for k, v in done.items() if k.startswith("denied"))
     report = {
-        "seconds": seconds, "workers": workers, "requests": sum(done.values()) + sum(errors.values()),
-        "ok": sum(done.values()) - denials, "expected_denials": denials, "errors": sum(errors.values()),
-        "denials_reaching_ray": violations, "by_kind": dict(sorted(done.items())),
-        "errors_by_kind": dict(errors), "error_samples": samples,
-        "rss_mib": {"first_fifth_median": round(first, 1), "last_fifth_median": round(last, 1),
-                    "min": round(min(memory), 1), "max": round(max(memory), 1), "samples": len(memory)},
-        "proxy_metrics_after": {k.removeprefix("ray_iap_proxy_"): v for k, v in metrics.items()
-                                if "requests_total" not in k},
+        "seconds": seconds,
+        "workers": workers,
+        "requests": sum(done.values()) + sum(errors.values()),
+        "ok": sum(done.values()) - denials,
+        "expected_denials": denials,
+        "errors": sum(errors.values()),
+        "denials_reaching_ray": violations,
+        "by_kind": dict(sorted(done.items())),
+        "errors_by_kind": dict(errors),
+        "error_samples": samples,
+        "rss_mib": {
+            "first_fifth_median": round(first, 1),
+            "last_fifth_median": round(last, 1),
+            "min": round(min(memory), 1),
+            "max": round(max(memory), 1),
+            "samples": len(memory),
+        },
+        "proxy_metrics_after": {
+            k.removeprefix("ray_iap_proxy_"): v for k, v in metrics.items() if "requests_total" not in k
+        },
         "sigterm_exit_code": exit_code,
     }
     print(json.dumps(report, indent=2))
     flat = last - first < max_growth
     ok = not errors and not violations and flat and exit_code == 0
-    print(f"soak: {report['requests']} requests in {seconds:g} s, {report['errors']} errors, "
-          f"{denials} expected denials, RSS {first:.1f} -> {last:.1f} MiB "
-          f"({'flat' if flat else 'GROWING'}), exit {exit_code}: {'PASS' if ok else 'FAIL'}")
+    print(
+        f"soak: {report['requests']} requests in {seconds:g} s, {report['errors']} errors, "
+        f"{denials} expected denials, RSS {first:.1f} -> {last:.1f} MiB "
+        f"({'flat' if flat else 'GROWING'}), exit {exit_code}: {'PASS' if ok else 'FAIL'}"
+    )
     return 0 if ok else 1
 
 

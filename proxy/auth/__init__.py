@@ -1,1 +1,3 @@
-"""Authentication: verify IAP's signed header (`tokens`, pure) against keys from `keys` (the only I/O)."""
+"""Authentication: where credentials are (`extract`), which one decides (`authenticate`), how each
+kind is verified (`providers/`, using the pure `verify`), and where keys come from (`keys`, the only
+I/O)."""

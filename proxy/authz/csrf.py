@@ -13,24 +13,35 @@ a job's log tail). Upgrades are therefore held to the rule of state-changing met
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-def cross_site_reason(
-    method: str, headers: Mapping[str, str], host: str, *, upgrade: bool = False
-) -> str | None:
+@dataclass(frozen=True, slots=True)
+class BrowserFacts:
+    """What a browser says about where a request came from."""
+
+    sec_fetch_site: str | None
+    origin: str | None
+    host: str
+
+    @classmethod
+    def from_headers(cls, headers: Mapping[str, str], host: str) -> BrowserFacts:
+        return cls(headers.get("Sec-Fetch-Site"), headers.get("Origin"), host)
+
+
+def cross_site_reason(method: str, facts: BrowserFacts, *, upgrade: bool = False) -> str | None:
     """Why this request must be refused as cross-site, or None when it may proceed."""
     if method in SAFE_METHODS and not upgrade:
         return None
     if upgrade:
         method = "WebSocket"
-    site = headers.get("Sec-Fetch-Site")
+    site, origin, host = facts.sec_fetch_site, facts.origin, facts.host
     if site is not None and site.strip().lower() not in ("same-origin", "none"):
         return f"cross-origin {method} refused (Sec-Fetch-Site: {site.strip()[:20]})"
-    origin = headers.get("Origin")
     if origin is None:
         return None
     parts = urlsplit(origin.strip())

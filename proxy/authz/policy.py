@@ -1,4 +1,5 @@
-"""Roles -> verbs, bindings per tenant. Pure: no I/O, no clock. Deny unless a binding grants the verb."""
+"""The static policy, compiled: roles -> verbs, bindings per tenant. Pure: no I/O, no clock. A verb
+is granted only when a binding for the tenant names the identity and its role holds the verb."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..model import Decision, Identity, Outcome, Verb
+from ..model import Identity, Verb
 
 
 class MemberKind(enum.Enum):
@@ -28,7 +29,7 @@ class Member:
             case MemberKind.SERVICE_ACCOUNT:
                 return identity.is_service_account and identity.email == self.value
             case MemberKind.GROUP:
-                return identity.email in groups.get(self.value, frozenset())
+                return self.value in identity.groups or identity.email in groups.get(self.value, frozenset())
             case MemberKind.DOMAIN:
                 # The verified hosted-domain claim, never the email's suffix: anyone can own a Google
                 # account whose email ends in someone else's domain.
@@ -44,6 +45,15 @@ class Binding:
     tenant: str
     role: str
     members: tuple[Member, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """Whether the policy grants a verb, and why (or why not)."""
+
+    granted: bool
+    reason: str
+    role: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,12 +78,18 @@ class Policy:
             verbs |= self.roles.get(role, frozenset())
         return verbs
 
-    def decide(self, identity: Identity, tenant: str, verb: Verb) -> Decision:
+    def decide(self, identity: Identity, tenant: str, verb: Verb) -> Grant:
         grants = self.grants(identity, tenant)
         for role, member in grants:
             if verb in self.roles.get(role, frozenset()):
-                return Decision(Outcome.ALLOW, f"role {role} via {member} grants {verb}", role)
+                return Grant(True, f"role {role} via {member} grants {verb}", role)
         if not grants:
-            return Decision(Outcome.DENY, f"{identity.email} has no role in tenant {tenant}")
+            return Grant(False, f"{identity.email} has no role in tenant {tenant}")
         held = ", ".join(sorted({role for role, _ in grants}))
-        return Decision(Outcome.DENY, f"verb {verb} is not granted by role(s) {held} in tenant {tenant}")
+        return Grant(False, f"verb {verb} is not granted by role(s) {held} in tenant {tenant}")
+
+    def bindings_for(self, tenant: str) -> list[Binding]:
+        return [b for b in self.bindings if b.tenant == tenant]
+
+
+EMPTY_POLICY = Policy(roles={}, groups={}, bindings=())

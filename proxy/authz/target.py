@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 import string
-from dataclasses import dataclass
+
+from ..errors import Kind, Malformed
+from ..model import Target
 
 _PCHAR = frozenset(string.ascii_letters + string.digits + "-._~!$&'()*+,;=:@%")
 _QCHAR = _PCHAR | frozenset('/?[]|{}^`"<>')
@@ -19,29 +21,14 @@ _CONTROL = frozenset(chr(b) for b in range(0x20)) | {"\x7f"}
 _HEX = re.compile(r"%([0-9A-Fa-f]{2})")
 
 
-class BadTarget(ValueError):
-    """The request target is not canonical. `status` is 400, or 414 when it is too long."""
-
-    def __init__(self, reason: str, status: int = 400) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    path: str
-    query: str  # without the "?"; "" when absent
-
-    @property
-    def raw(self) -> str:
-        return f"{self.path}?{self.query}" if self.query else self.path
+class BadTarget(Malformed):
+    """The request target is not canonical (MALFORMED), or too long (TARGET_TOO_LONG)."""
 
 
 def parse_target(raw: str, max_length: int = 4096) -> Target:
     """Split and check a raw request target. Raises BadTarget with a short, safe reason."""
     if len(raw) > max_length:
-        raise BadTarget(f"request target longer than {max_length} bytes", 414)
+        raise BadTarget(f"request target longer than {max_length} bytes", Kind.TARGET_TOO_LONG)
     if not raw.startswith("/"):
         raise BadTarget("request target must be a path (origin form)")
     if "#" in raw:

@@ -1,1 +1,3 @@
-"""Talking to Ray: header hygiene (pure), HTTP streaming, WebSocket pumps."""
+"""Talking to Ray: header hygiene (`headers`, pure), the upstream interface (`base`), HTTP streaming
+(`http`), WebSocket pumps (`websocket`), the one mapping of client errors (`errors`), and Ray's own
+token (`ray_token`)."""

@@ -1,29 +1,32 @@
-"""What can go wrong while relaying a request, as statuses the pipeline maps in one place."""
+"""The one mapping of aiohttp's client exceptions to ours, shared by HTTP and WebSocket relaying."""
 
 from __future__ import annotations
 
+import aiohttp
 
-class UpstreamError(Exception):
-    """Ray could not be reached or failed mid-way. `status` is 502, or 504 for a timeout."""
+from ..errors import Kind, UpstreamError
 
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-class ClientFault(Exception):
-    """The client broke its own request mid-way: a body that stalls (408) or is malformed (400)."""
-
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
+REACH = "Ray is not reachable"
+TIMEOUT = "Ray did not answer in time"
+MID_RESPONSE = "Ray failed mid-response"
 
 
-class BodyTooLarge(ClientFault):
-    """The request body exceeded `limits.max_body_bytes` (413)."""
+def upstream_error(exc: BaseException) -> UpstreamError:
+    """What a failure talking to Ray means, in our words."""
+    if isinstance(exc, UpstreamError):
+        return exc
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        return UpstreamError(
+            f"Ray refused the WebSocket upgrade ({exc.status})", Kind.UPSTREAM_REFUSED, exc.status
+        )
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return UpstreamError(REACH, Kind.UPSTREAM_UNREACHABLE)
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return UpstreamError(TIMEOUT, Kind.UPSTREAM_TIMEOUT)
+    if isinstance(exc, ConnectionResetError | aiohttp.ClientConnectionResetError):
+        return UpstreamError("connection reset", Kind.UPSTREAM_FAILED)
+    return UpstreamError(MID_RESPONSE, Kind.UPSTREAM_FAILED)
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body larger than {limit} bytes")
-        self.limit = limit
+
+def is_reset(exc: BaseException) -> bool:
+    return isinstance(exc, ConnectionResetError | aiohttp.ClientConnectionResetError)

@@ -1,5 +1,5 @@
-"""Plain HTTP to Ray, streamed both ways: the request body is relayed as it arrives and the response
-is written as Ray produces it. Nothing is buffered beyond one chunk.
+"""Plain HTTP to Ray over aiohttp's client, streamed both ways: the request body is relayed as it
+arrives and the response is written as Ray produces it. Nothing is buffered beyond one chunk.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from ..errors import BodyTooLarge, ClientFault, Kind, UpstreamError
 from ..model import RequestContext
-from .errors import BodyTooLarge, ClientFault, UpstreamError
+from .errors import MID_RESPONSE, is_reset, upstream_error
 from .headers import Headers, response_headers
 
 log = logging.getLogger("ray_iap_proxy.upstream")
@@ -39,10 +40,10 @@ class _Upload:
                 async with asyncio.timeout(self.stall):
                     chunk = await self.request.content.readany()
             except TimeoutError:
-                self.error = ClientFault(408, f"request body stalled for {self.stall:g} s")
+                self.error = ClientFault(f"request body stalled for {self.stall:g} s", Kind.CLIENT_TIMEOUT)
                 raise self.error from None
             except web.RequestPayloadError:
-                self.error = ClientFault(400, "malformed request body")
+                self.error = ClientFault("malformed request body")
                 raise self.error from None
             if not chunk:
                 return
@@ -109,19 +110,13 @@ async def forward_http(
             return response
     except ClientFault as exc:  # too large, or a client that stopped reading our answer
         return _fail(request, ctx, response, exc, exc)
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        return _fail(request, ctx, response, UpstreamError(504, "Ray did not answer in time"), exc)
-    except (ConnectionResetError, aiohttp.ClientConnectionResetError) as exc:
-        if response is not None and response.prepared:  # the client went away mid-response
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        if is_reset(exc) and response is not None and response.prepared:  # the client went away
             ctx.extra["aborted"] = "client"
             return response
-        raise UpstreamError(502, "connection reset") from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise UpstreamError(502, "Ray is not reachable") from exc
-    except aiohttp.ClientError as exc:
         if upload is not None and upload.error is not None:  # the client's body failed, not Ray
             return _fail(request, ctx, response, upload.error, exc)
-        return _fail(request, ctx, response, UpstreamError(502, "Ray failed mid-response"), exc)
+        return _fail(request, ctx, response, upstream_error(exc), exc)
 
 
 async def _small(request: web.Request, ctx: RequestContext, upstream: aiohttp.ClientResponse) -> web.Response:
@@ -130,7 +125,7 @@ async def _small(request: web.Request, ctx: RequestContext, upstream: aiohttp.Cl
     try:
         body = await upstream.content.readexactly(upstream.content_length or 0)
     except asyncio.IncompleteReadError as exc:
-        raise UpstreamError(502, "Ray failed mid-response") from exc
+        raise UpstreamError(MID_RESPONSE) from exc
     response = web.Response(status=upstream.status, reason=upstream.reason, body=body)
     for name, value in response_headers(
         (k.decode("latin-1"), v.decode("latin-1")) for k, v in upstream.raw_headers
@@ -153,7 +148,7 @@ async def _write(response: web.StreamResponse, chunk: bytes, stall: float | None
         async with asyncio.timeout(stall):
             await response.write(chunk)
     except TimeoutError:
-        raise ClientFault(408, f"client stopped reading for {stall:g} s") from None
+        raise ClientFault(f"client stopped reading for {stall:g} s", Kind.CLIENT_TIMEOUT) from None
 
 
 def _fail(

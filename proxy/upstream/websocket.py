@@ -12,7 +12,7 @@ from aiohttp import WSMsgType, web
 from yarl import URL
 
 from ..model import RequestContext
-from .errors import UpstreamError
+from .errors import upstream_error
 from .headers import Headers, norm
 
 # What ws_connect negotiates itself.
@@ -56,15 +56,10 @@ async def forward_websocket(
             autoping=True,
             max_msg_size=max_message_bytes,
         )
-    except aiohttp.WSServerHandshakeError as exc:
-        ctx.upstream_status = exc.status
-        raise UpstreamError(
-            502 if exc.status < 400 else exc.status, f"Ray refused the WebSocket upgrade ({exc.status})"
-        ) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise UpstreamError(502, "Ray is not reachable") from exc
-    except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise UpstreamError(504, "Ray did not answer in time") from exc
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        error = upstream_error(exc)
+        ctx.upstream_status = error.upstream_status
+        raise error from exc
     ctx.upstream_status = 101
     async with upstream:
         client = web.WebSocketResponse(

@@ -13,11 +13,12 @@ import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from devkit.config import AUDIENCE
+from devkit.http import get_request, raw_http
+from devkit.ray_double import ASSERTION, MAY_PASS, RayDouble
 from proxy import dev
-from proxy.pipeline import PROXY
-from proxy.telemetry import RedactingFilter
-from tests.adversarial.harness import ASSERTION, MAY_PASS, RayDouble
-from tests.support import AUDIENCE, get_request, raw_http
+from proxy.http.pipeline import PROXY
+from proxy.telemetry.redaction import RedactingFilter
 
 
 def _text(record: logging.LogRecord) -> str:
@@ -43,22 +44,23 @@ async def test_one_record_per_request_and_no_secret_anywhere(
     forged = alice.rsplit(".", 1)[0] + "." + token("carol@example.com").rsplit(".", 1)[1]
     mark = f"{MAY_PASS}: yes\r\n"
     requests = [
-        get_request("/api/jobs/", alice, extra=mark),                                   # 200 allow
-        get_request("/api/jobs/?token=" + alice, alice, extra=mark),                    # 200, token in query
-        get_request("/api/jobs/", bob, "POST", extra="Content-Length: 0\r\n"),          # 403 verb
-        get_request("/api/jobs/", mallory),                                             # 403 tenant
-        get_request("/api/jobs/", expired),                                             # 401 expired
-        get_request("/api/jobs/", forged),                                              # 401 signature
-        get_request("/api/jobs/", extra=f"Authorization: Bearer {alice}\r\n"),          # 401 none
-        get_request("/api/jobs/", extra=f"Cookie: GCP_IAP_UID={alice}; "
-                                        f"__Host-GCP_IAP_AUTH_TOKEN_1={bob}\r\n"),      # 401 cookies
-        get_request("/test/dump", alice),                                               # 403 internal
-        get_request("/api/jobs/%2e%2e/x", alice),                                       # 400 target
-        get_request("/api/jobs/", alice, extra=f"X Bad Header: {bob}\r\n"),             # 400 parser
+        get_request("/api/jobs/", alice, extra=mark),  # 200 allow
+        get_request("/api/jobs/?token=" + alice, alice, extra=mark),  # 200, token in query
+        get_request("/api/jobs/", bob, "POST", extra="Content-Length: 0\r\n"),  # 403 verb
+        get_request("/api/jobs/", mallory),  # 403 tenant
+        get_request("/api/jobs/", expired),  # 401 expired
+        get_request("/api/jobs/", forged),  # 401 signature
+        get_request("/api/jobs/", extra=f"Authorization: Bearer {alice}\r\n"),  # 401 none
+        get_request(
+            "/api/jobs/", extra=f"Cookie: GCP_IAP_UID={alice}; __Host-GCP_IAP_AUTH_TOKEN_1={bob}\r\n"
+        ),  # 401 cookies
+        get_request("/test/dump", alice),  # 403 internal
+        get_request("/api/jobs/%2e%2e/x", alice),  # 400 target
+        get_request("/api/jobs/", alice, extra=f"X Bad Header: {bob}\r\n"),  # 400 parser
         get_request("/api/jobs/", alice, extra=f"X-Big: {bob}" + "a" * 9000 + "\r\n"),  # 431 parser
-        get_request("/api/jobs/?" + "a" * 4200 + alice, alice),                          # 414 parser
-        f"GET /api/jobs/ HTTP/1.1\nHost: x\n{ASSERTION}: {alice}\n\n".encode(),         # 400 bare LF
-        get_request("/healthz"),                                                        # 200 local
+        get_request("/api/jobs/?" + "a" * 4200 + alice, alice),  # 414 parser
+        f"GET /api/jobs/ HTTP/1.1\nHost: x\n{ASSERTION}: {alice}\n\n".encode(),  # 400 bare LF
+        get_request("/healthz"),  # 200 local
     ]
     answers = [await raw_http(proxy.port, r) for r in requests]
     statuses = [status for status, _ in answers]
@@ -71,8 +73,10 @@ async def test_one_record_per_request_and_no_secret_anywhere(
         assert answer.split(b"X-Request-Id: ", 1)[1].startswith(record["request_id"].encode())
     for record in records:
         assert record["decision"] in ("allow", "deny", "local") and record["reason"]
-    assert [r["email"] for r in records[:4]] == ["alice@example.com"] * 2 + ["bob@example.com",
-                                                                            "mallory@example.com"]
+    assert [r["email"] for r in records[:4]] == ["alice@example.com"] * 2 + [
+        "bob@example.com",
+        "mallory@example.com",
+    ]
 
     secrets = {t.rsplit(".", 1)[1] for t in (alice, bob, mallory, expired, forged)}
     logged = "\n".join(_text(r) for r in caplog.records if r.name != "aiohttp.access")  # that one is Ray's
@@ -94,8 +98,15 @@ def test_the_redacting_filter_also_cleans_tracebacks() -> None:
     try:
         raise ValueError(f"Invalid header: b'x-goog-iap-jwt-assertion: {secret}' Cookie: GCP_IAP_UID=abc")
     except ValueError:
-        record = logging.LogRecord("aiohttp.server", logging.ERROR, __file__, 1, "Error handling %s",
-                                   ("request",), exc_info=__import__("sys").exc_info())
+        record = logging.LogRecord(
+            "aiohttp.server",
+            logging.ERROR,
+            __file__,
+            1,
+            "Error handling %s",
+            ("request",),
+            exc_info=__import__("sys").exc_info(),
+        )
     RedactingFilter().filter(record)
     text = logging.Formatter().format(record)
     assert "Error handling request" in text and "ValueError" in text

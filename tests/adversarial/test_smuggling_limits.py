@@ -12,16 +12,19 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from proxy.pipeline import PROXY
-from tests.adversarial.harness import ASSERTION, MAY_PASS, PASS, RayDouble, read_response, wait_until
-from tests.support import get_request, raw_http
+from devkit.http import get_request, raw_http, read_response
+from devkit.ray_double import ASSERTION, MAY_PASS, PASS, RayDouble
+from devkit.util import wait_until
+from proxy.http.pipeline import PROXY
 
 SMUGGLED = b"GET /test/dump HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
 def head(token: str, lines: str, method: str = "POST", target: str = "/api/jobs/") -> bytes:
-    return (f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{ASSERTION}: {token}\r\n{lines}"
-            f"Connection: close\r\n\r\n").encode()
+    return (
+        f"{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n{ASSERTION}: {token}\r\n{lines}"
+        f"Connection: close\r\n\r\n"
+    ).encode()
 
 
 FRAMINGS = {
@@ -44,8 +47,9 @@ FRAMINGS = {
 
 
 @pytest.mark.parametrize("lines, body", FRAMINGS.values(), ids=FRAMINGS.keys())
-async def test_ambiguous_framing_is_400(proxy: Any, ray: RayDouble, mint: Any, lines: str,
-                                        body: bytes) -> None:
+async def test_ambiguous_framing_is_400(
+    proxy: Any, ray: RayDouble, mint: Any, lines: str, body: bytes
+) -> None:
     status, answer = await raw_http(proxy.port, head(mint(), lines) + body)
     assert status == 400, answer
     assert b'"error": "bad_request"' in answer
@@ -59,19 +63,24 @@ async def test_bare_lf_request_is_400(proxy: Any, ray: RayDouble, mint: Any) -> 
     assert ray.hits == []
 
 
-async def test_a_request_smuggled_in_an_allowed_body_is_only_a_body(proxy: Any, ray: RayDouble,
-                                                                    mint: Any) -> None:
+async def test_a_request_smuggled_in_an_allowed_body_is_only_a_body(
+    proxy: Any, ray: RayDouble, mint: Any
+) -> None:
     """Ray receives the bytes as the body of the one request the proxy authorized, nothing more."""
     body = SMUGGLED + b"GET /test/dump HTTP/1.1\r\nHost: x\r\n" + b"\r\n"
-    request = head(mint(), f"Content-Length: {len(body)}\r\n{MAY_PASS}: yes\r\n",
-                   "PUT", "/api/packages/gcs/p.zip") + body
+    request = (
+        head(mint(), f"Content-Length: {len(body)}\r\n{MAY_PASS}: yes\r\n", "PUT", "/api/packages/gcs/p.zip")
+        + body
+    )
     status, answer = await raw_http(proxy.port, request)
     assert status == 200, answer
-    assert [(h.method, h.raw_path, h.body_len) for h in ray.hits] == [("PUT", "/api/packages/gcs/p.zip",
-                                                                       len(body))]
+    assert [(h.method, h.raw_path, h.body_len) for h in ray.hits] == [
+        ("PUT", "/api/packages/gcs/p.zip", len(body))
+    ]
 
 
 # -- the parser's refusals, in the proxy's own shape -------------------------------------------------
+
 
 def _json(answer: bytes) -> dict[str, Any]:
     head_, _, body = answer.partition(b"\r\n\r\n")
@@ -81,16 +90,26 @@ def _json(answer: bytes) -> dict[str, Any]:
     return parsed
 
 
-@pytest.mark.parametrize("extra, target, status, error", [
-    ("".join(f"X-H{i}: v\r\n" for i in range(101)), "/api/jobs/", 431, "headers_too_large"),
-    ("X-Big: " + "a" * 8200 + "\r\n", "/api/jobs/", 431, "headers_too_large"),
-    ("Cookie: GCP_IAP_UID=" + "s" * 9000 + "\r\n", "/api/jobs/", 431, "headers_too_large"),
-    ("", "/api/jobs/?" + "a" * 5000, 414, "target_too_long"),
-    ("", "/api/jobs/?" + "a" * 4100, 414, "target_too_long"),
-], ids=["too-many-headers", "header-too-large", "cookie-too-large", "target-over-parser-limit",
-        "target-over-limit"])
-async def test_oversized_heads_get_precise_statuses(proxy: Any, ray: RayDouble, mint: Any, extra: str,
-                                                    target: str, status: int, error: str) -> None:
+@pytest.mark.parametrize(
+    "extra, target, status, error",
+    [
+        ("".join(f"X-H{i}: v\r\n" for i in range(101)), "/api/jobs/", 431, "headers_too_large"),
+        ("X-Big: " + "a" * 8200 + "\r\n", "/api/jobs/", 431, "headers_too_large"),
+        ("Cookie: GCP_IAP_UID=" + "s" * 9000 + "\r\n", "/api/jobs/", 431, "headers_too_large"),
+        ("", "/api/jobs/?" + "a" * 5000, 414, "target_too_long"),
+        ("", "/api/jobs/?" + "a" * 4100, 414, "target_too_long"),
+    ],
+    ids=[
+        "too-many-headers",
+        "header-too-large",
+        "cookie-too-large",
+        "target-over-parser-limit",
+        "target-over-limit",
+    ],
+)
+async def test_oversized_heads_get_precise_statuses(
+    proxy: Any, ray: RayDouble, mint: Any, extra: str, target: str, status: int, error: str
+) -> None:
     token = mint()
     got, answer = await raw_http(proxy.port, get_request(target, token, extra=extra))
     assert got == status, answer[:300]
@@ -99,16 +118,27 @@ async def test_oversized_heads_get_precise_statuses(proxy: Any, ray: RayDouble, 
     assert ray.hits == []
 
 
-@pytest.mark.parametrize("request_bytes", [
-    b"GET /api/jobs/ HTTP/1.1 extra\r\nHost: x\r\n\r\n",
-    b"GET /api/jobs/\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
-    b"GET /api/jobs/ HTTP/9.9\r\nHost: x\r\n\r\n",
-    b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
-    b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    b"GET http://x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-    b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-], ids=["junk-after-version", "nul-in-target", "http-9.9", "tls-hello", "asterisk", "absolute-no-path",
-        "connect"])
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"GET /api/jobs/ HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+        b"GET /api/jobs/\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+        b"GET /api/jobs/ HTTP/9.9\r\nHost: x\r\n\r\n",
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET http://x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ],
+    ids=[
+        "junk-after-version",
+        "nul-in-target",
+        "http-9.9",
+        "tls-hello",
+        "asterisk",
+        "absolute-no-path",
+        "connect",
+    ],
+)
 async def test_unparseable_requests_are_400_json(proxy: Any, ray: RayDouble, request_bytes: bytes) -> None:
     status, answer = await raw_http(proxy.port, request_bytes)
     assert status == 400, answer
@@ -117,14 +147,18 @@ async def test_unparseable_requests_are_400_json(proxy: Any, ray: RayDouble, req
 
 
 async def test_head_limits_are_configurable(make_proxy: Any, ray: RayDouble, mint: Any) -> None:
-    proxy = await make_proxy(extra="limits:\n  max_headers: 12\n  max_header_bytes: 1024\n"
-                                   "  max_target_length: 64\n")
+    proxy = await make_proxy(
+        extra="limits:\n  max_headers: 12\n  max_header_bytes: 1024\n  max_target_length: 64\n"
+    )
     token = mint()  # ~700 bytes: fits in 1024
     ok = f"{MAY_PASS}: yes\r\n"
     assert (await raw_http(proxy.port, get_request("/api/jobs/", token, extra=ok)))[0] == 200
-    cases = [("X-Big: " + "a" * 1100 + "\r\n", "/api/jobs/", 431),
-             ("".join(f"X-H{i}: v\r\n" for i in range(12)), "/api/jobs/", 431),
-             ("", "/api/jobs/?" + "a" * 60, 414), ("", "/api/jobs/?" + "a" * 200, 414)]
+    cases = [
+        ("X-Big: " + "a" * 1100 + "\r\n", "/api/jobs/", 431),
+        ("".join(f"X-H{i}: v\r\n" for i in range(12)), "/api/jobs/", 431),
+        ("", "/api/jobs/?" + "a" * 60, 414),
+        ("", "/api/jobs/?" + "a" * 200, 414),
+    ]
     for extra, target, status in cases:
         got, answer = await raw_http(proxy.port, get_request(target, token, extra=extra))
         assert got == status, answer[:300]
@@ -133,8 +167,10 @@ async def test_head_limits_are_configurable(make_proxy: Any, ray: RayDouble, min
 
 # -- connections and slow clients -------------------------------------------------------------------
 
-async def test_connections_over_the_limit_get_503_and_are_closed(make_proxy: Any, ray: RayDouble,
-                                                                 mint: Any) -> None:
+
+async def test_connections_over_the_limit_get_503_and_are_closed(
+    make_proxy: Any, ray: RayDouble, mint: Any
+) -> None:
     proxy = await make_proxy(extra="limits:\n  max_connections: 3\n")
     held = [await asyncio.open_connection("127.0.0.1", proxy.port) for _ in range(3)]
     try:
@@ -162,8 +198,9 @@ async def test_an_idle_connection_is_closed(make_proxy: Any, ray: RayDouble) -> 
     assert ray.hits == []
 
 
-async def test_slowloris_headers_are_cut_by_the_idle_timeout(make_proxy: Any, ray: RayDouble,
-                                                             mint: Any) -> None:
+async def test_slowloris_headers_are_cut_by_the_idle_timeout(
+    make_proxy: Any, ray: RayDouble, mint: Any
+) -> None:
     proxy = await make_proxy(extra="limits:\n  client_idle_timeout_seconds: 1\n")
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
     request = get_request("/api/jobs/", mint(), extra="".join(f"X-{i}: v\r\n" for i in range(90)))
@@ -173,7 +210,7 @@ async def test_slowloris_headers_are_cut_by_the_idle_timeout(make_proxy: Any, ra
             cut = True
             break
         try:
-            writer.write(request[i:i + 1])
+            writer.write(request[i : i + 1])
             await writer.drain()
         except ConnectionError:
             cut = True
@@ -200,8 +237,9 @@ async def test_a_stalled_upload_is_408_and_ray_is_let_go(make_proxy: Any, ray: R
     assert [h.body_len for h in ray.hits] == [0]  # Ray's side never completed a body
 
 
-async def test_a_client_that_stops_reading_is_cut(make_proxy: Any, ray: RayDouble, mint: Any,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_client_that_stops_reading_is_cut(
+    make_proxy: Any, ray: RayDouble, mint: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="ray_iap_proxy.access")
 
     async def huge(request: web.Request) -> web.StreamResponse:
@@ -228,7 +266,8 @@ async def test_a_client_that_stops_reading_is_cut(make_proxy: Any, ray: RayDoubl
     assert received < 256 << 20
     records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "ray_iap_proxy.access"]
     assert [(r["status"], r["reason"], r["aborted"]) for r in records] == [
-        (200, "client stopped reading for 0.5 s", "client")]
+        (200, "client stopped reading for 0.5 s", "client")
+    ]
 
 
 async def test_uploads_stream_rather_than_buffer(proxy: Any, ray: RayDouble, mint: Any) -> None:
@@ -246,8 +285,9 @@ async def test_uploads_stream_rather_than_buffer(proxy: Any, ray: RayDouble, min
     ray.overrides["/api/packages/{protocol}/{package_name}"] = receiving
     size = 4 << 20
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-    writer.write(head(mint(), f"Content-Length: {size}\r\n{MAY_PASS}: yes\r\n", "PUT",
-                      "/api/packages/gcs/p.zip"))
+    writer.write(
+        head(mint(), f"Content-Length: {size}\r\n{MAY_PASS}: yes\r\n", "PUT", "/api/packages/gcs/p.zip")
+    )
     writer.write(b"a" * (1 << 20))
     await writer.drain()
     await asyncio.wait_for(first_part_at_ray.wait(), 10)  # would hang if the proxy waited for the whole body
@@ -257,8 +297,9 @@ async def test_uploads_stream_rather_than_buffer(proxy: Any, ray: RayDouble, min
     assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(f'{{"bytes": {size}}}'.encode())
 
 
-async def test_a_chunked_body_over_the_limit_is_413_not_rays_fault(make_proxy: Any, ray: RayDouble,
-                                                                   mint: Any) -> None:
+async def test_a_chunked_body_over_the_limit_is_413_not_rays_fault(
+    make_proxy: Any, ray: RayDouble, mint: Any
+) -> None:
     proxy = await make_proxy(extra="limits:\n  max_body_bytes: 1000\n")
     chunks = b"".join(b"%x\r\n%s\r\n" % (400, b"x" * 400) for _ in range(4)) + b"0\r\n\r\n"
     lines = f"Transfer-Encoding: chunked\r\n{MAY_PASS}: yes\r\n"
@@ -270,16 +311,30 @@ async def test_a_chunked_body_over_the_limit_is_413_not_rays_fault(make_proxy: A
 
 # -- cross-site writes ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("headers", [
-    {"Origin": "https://evil.example.net"}, {"Origin": "null"}, {"Origin": "file://"},
-    {"Origin": "http://127.0.0.1:1"}, {"Origin": "https://127.0.0.1@evil.example.net"},
-    {"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"},
-    {"Sec-Fetch-Site": "same-origin", "Origin": "https://evil.example.net"},
-], ids=lambda h: ",".join(f"{k}={v}" for k, v in h.items()))
-async def test_cross_site_writes_are_refused(proxy: Any, ray: RayDouble, mint: Any,
-                                             headers: dict[str, str]) -> None:
-    for method, path in (("POST", "/api/jobs/"), ("POST", "/api/jobs/x/stop"), ("DELETE", "/api/jobs/x"),
-                         ("PUT", "/api/packages/gcs/p.zip")):
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example.net"},
+        {"Origin": "null"},
+        {"Origin": "file://"},
+        {"Origin": "http://127.0.0.1:1"},
+        {"Origin": "https://127.0.0.1@evil.example.net"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+        {"Sec-Fetch-Site": "same-origin", "Origin": "https://evil.example.net"},
+    ],
+    ids=lambda h: ",".join(f"{k}={v}" for k, v in h.items()),
+)
+async def test_cross_site_writes_are_refused(
+    proxy: Any, ray: RayDouble, mint: Any, headers: dict[str, str]
+) -> None:
+    for method, path in (
+        ("POST", "/api/jobs/"),
+        ("POST", "/api/jobs/x/stop"),
+        ("DELETE", "/api/jobs/x"),
+        ("PUT", "/api/packages/gcs/p.zip"),
+    ):
         r = await proxy.request(method, path, headers={ASSERTION: mint(), **headers}, data=b"{}")
         assert r.status == 403 and "cross-origin" in (await r.json())["reason"], (method, path)
     assert ray.hits == []

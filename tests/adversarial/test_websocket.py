@@ -10,8 +10,9 @@ import aiohttp
 import pytest
 from aiohttp import WSMsgType, web
 
-from proxy.pipeline import PROXY
-from tests.adversarial.harness import ASSERTION, PASS, RayDouble, wait_until
+from devkit.ray_double import ASSERTION, PASS, RayDouble
+from devkit.util import wait_until
+from proxy.http.pipeline import PROXY
 
 TAIL = "/api/jobs/raysubmit_1/logs/tail"
 TAIL_ROUTE = "/api/jobs/{job_or_submission_id}/logs/tail"
@@ -25,8 +26,9 @@ async def settled(client: Any, baseline: int) -> int:
 
 
 @pytest.mark.parametrize("who, status", [(None, 401), ("bob@example.com", 403), ("mallory@example.com", 403)])
-async def test_upgrade_is_authorized_before_the_101(proxy: Any, ray: RayDouble, mint: Any, who: str | None,
-                                                    status: int) -> None:
+async def test_upgrade_is_authorized_before_the_101(
+    proxy: Any, ray: RayDouble, mint: Any, who: str | None, status: int
+) -> None:
     headers = {ASSERTION: mint(who)} if who else {}
     with pytest.raises(aiohttp.WSServerHandshakeError) as err:
         await proxy.ws_connect(TAIL, headers=headers)
@@ -34,15 +36,20 @@ async def test_upgrade_is_authorized_before_the_101(proxy: Any, ray: RayDouble, 
     assert ray.hits == []
 
 
-@pytest.mark.parametrize("headers", [
-    {"Origin": "https://evil.example.net"},
-    {"Origin": "null"},
-    {"Origin": "https://ray-team-b.example.com"},
-    {"Sec-Fetch-Site": "cross-site"},
-    {"Sec-Fetch-Site": "same-site"},
-], ids=lambda h: f"{next(iter(h))}={next(iter(h.values()))}")
-async def test_cross_site_upgrade_is_refused(proxy: Any, ray: RayDouble, mint: Any,
-                                             headers: dict[str, str]) -> None:
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example.net"},
+        {"Origin": "null"},
+        {"Origin": "https://ray-team-b.example.com"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+    ],
+    ids=lambda h: f"{next(iter(h))}={next(iter(h.values()))}",
+)
+async def test_cross_site_upgrade_is_refused(
+    proxy: Any, ray: RayDouble, mint: Any, headers: dict[str, str]
+) -> None:
     """Cross-site WebSocket hijacking: a page elsewhere opening the log tail with the user's cookies."""
     with pytest.raises(aiohttp.WSServerHandshakeError) as err:
         await proxy.ws_connect(TAIL, headers={ASSERTION: mint(), **headers})
@@ -52,8 +59,9 @@ async def test_cross_site_upgrade_is_refused(proxy: Any, ray: RayDouble, mint: A
 
 async def test_same_origin_upgrade_passes_and_frames_flow(proxy: Any, ray: RayDouble, mint: Any) -> None:
     origin = f"http://127.0.0.1:{proxy.port}"
-    ws = await proxy.ws_connect(TAIL, headers={ASSERTION: mint(), "Origin": origin,
-                                               "Sec-Fetch-Site": "same-origin", **PASS})
+    ws = await proxy.ws_connect(
+        TAIL, headers={ASSERTION: mint(), "Origin": origin, "Sec-Fetch-Site": "same-origin", **PASS}
+    )
     assert await ws.receive_str() == "log line 1"
     await ws.send_str("hello")
     assert await ws.receive_str() == "echo:hello"
@@ -63,19 +71,28 @@ async def test_same_origin_upgrade_passes_and_frames_flow(proxy: Any, ray: RayDo
     assert ray.only().route == TAIL_ROUTE
 
 
-async def test_upgrade_headers_on_a_plain_route_are_not_an_upgrade(proxy: Any, ray: RayDouble,
-                                                                   mint: Any) -> None:
-    r = await proxy.get("/api/jobs/", headers={ASSERTION: mint(), "Upgrade": "websocket",
-                                               "Connection": "Upgrade", "Sec-WebSocket-Key": "x" * 24,
-                                               "Sec-WebSocket-Version": "13", **PASS})
+async def test_upgrade_headers_on_a_plain_route_are_not_an_upgrade(
+    proxy: Any, ray: RayDouble, mint: Any
+) -> None:
+    r = await proxy.get(
+        "/api/jobs/",
+        headers={
+            ASSERTION: mint(),
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Sec-WebSocket-Key": "x" * 24,
+            "Sec-WebSocket-Version": "13",
+            **PASS,
+        },
+    )
     assert r.status == 200
     names = {k.lower() for k, _ in ray.only().headers}
     assert "upgrade" not in names and (await r.json())["route"] == "/api/jobs/"
 
 
-async def test_client_message_over_the_limit_closes_1009_and_leaves_nothing(make_proxy: Any,
-                                                                             ray: RayDouble,
-                                                                             mint: Any) -> None:
+async def test_client_message_over_the_limit_closes_1009_and_leaves_nothing(
+    make_proxy: Any, ray: RayDouble, mint: Any
+) -> None:
     proxy = await make_proxy(extra="limits:\n  max_websocket_message_bytes: 1024\n")
     baseline = len(asyncio.all_tasks())
     ws = await proxy.ws_connect(TAIL, headers={ASSERTION: mint(), **PASS})

@@ -21,8 +21,16 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, Playwright, Response, expect, sync_playwright
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 DOCS_IMG = Path(__file__).resolve().parents[2] / "docs" / "img"
 TIMEOUT_MS = 20_000  # every wait in these tests is bounded by this
 
@@ -75,7 +83,7 @@ class Visit:
 
     def _on_response(self, response: Response) -> None:
         if response.url.startswith(self.base):
-            self.seen.append(Seen(response.status, response.request.method, response.url[len(self.base):]))
+            self.seen.append(Seen(response.status, response.request.method, response.url[len(self.base) :]))
 
     def goto(self, fragment: str) -> Response | None:
         return self.page.goto(self.base + fragment, wait_until="load")
@@ -134,8 +142,9 @@ class OtherSite:
     def __enter__(self) -> OtherSite:
         return self
 
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
     def close(self) -> None:

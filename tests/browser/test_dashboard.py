@@ -20,9 +20,10 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from devkit.http import http_get
+from devkit.rayhead import RayHead
+from devkit.stack import TENANT, Stack
 from tests.browser.conftest import OtherSite, Visit
-from tests.e2e.rayhead import RayHead, http_get
-from tests.e2e.stack import TENANT, Stack
 
 pytestmark = [pytest.mark.browser, pytest.mark.e2e]
 
@@ -62,18 +63,38 @@ def _submission_id(output: str) -> str:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     with contextlib.ExitStack() as stop:
         head = stop.enter_context(RayHead())
-        people = {name: stop.enter_context(Stack(tmp_path_factory.mktemp(name), head=head,
-                                                 browser_email=f"{name}@example.com"))
-                  for name in ("alice", "bob", "carol")}
+        people = {
+            name: stop.enter_context(
+                Stack(tmp_path_factory.mktemp(name), head=head, browser_email=f"{name}@example.com")
+            )
+            for name in ("alice", "bob", "carol")
+        }
         alice, code = people["alice"], tmp_path_factory.mktemp("code")
         for name, text in SCRIPTS.items():
             (code / name).write_text(text)
-        r = alice.ray("submit", "--working-dir", str(code), "--", "python", "hello.py",
-                      email="alice@example.com", timeout=120)
+        r = alice.ray(
+            "submit",
+            "--working-dir",
+            str(code),
+            "--",
+            "python",
+            "hello.py",
+            email="alice@example.com",
+            timeout=120,
+        )
         assert r.returncode == 0 and "hello from the cluster 2" in r.stdout, r.stdout + r.stderr
         hello = _submission_id(r.stdout)
-        r = alice.ray("submit", "--working-dir", str(code), "--no-wait", "--", "python", "ticker.py",
-                      email="alice@example.com", timeout=120)
+        r = alice.ray(
+            "submit",
+            "--working-dir",
+            str(code),
+            "--no-wait",
+            "--",
+            "python",
+            "ticker.py",
+            email="alice@example.com",
+            timeout=120,
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         ticker = _submission_id(r.stdout)
         status, body = http_get(f"{head.dashboard_url}/api/v0/nodes", head.auth_headers, timeout=30)
@@ -167,7 +188,8 @@ def test_a_log_stream_reaches_the_page_as_it_is_written(cluster: Cluster, visit:
     """`/api/v0/logs/stream` follows a file: chunks must arrive while the response is still open."""
     v = visit(cluster.carol.browser_url)
     v.goto("/")
-    chunks = v.page.evaluate("""async (url) => {
+    chunks = v.page.evaluate(
+        """async (url) => {
         const r = await fetch(url), reader = r.body.getReader(), out = [], t0 = performance.now();
         while (performance.now() - t0 < 8000 && out.length < 4) {
             const {value, done} = await reader.read();
@@ -176,7 +198,9 @@ def test_a_log_stream_reaches_the_page_as_it_is_written(cluster: Cluster, visit:
         }
         await reader.cancel();
         return {status: r.status, type: r.headers.get('content-type'), chunks: out};
-    }""", f"/api/v0/logs/stream?node_id={cluster.node}&filename=job-driver-{cluster.ticker}.log&lines=2")
+    }""",
+        f"/api/v0/logs/stream?node_id={cluster.node}&filename=job-driver-{cluster.ticker}.log&lines=2",
+    )
     assert chunks["status"] == 200 and chunks["type"].startswith("text/plain")
     ticks = [[int(n) for n in re.findall(r"tick (\d+)", c["text"])] for c in chunks["chunks"]]
     assert len(ticks) >= 3 and all(ticks), chunks
@@ -188,8 +212,9 @@ def test_a_log_stream_reaches_the_page_as_it_is_written(cluster: Cluster, visit:
 # -- a person without `logs` ---------------------------------------------------------------------------
 
 
-def test_viewer_sees_the_dashboard_and_a_quiet_refusal_on_logs(cluster: Cluster, visit: Open,
-                                                              shots: Path) -> None:
+def test_viewer_sees_the_dashboard_and_a_quiet_refusal_on_logs(
+    cluster: Cluster, visit: Open, shots: Path
+) -> None:
     v = visit(cluster.bob.browser_url)
     v.goto(f"/#/jobs/{cluster.hello}")
     expect(v.page.get_by_text(cluster.hello).first).to_be_visible()
@@ -221,8 +246,12 @@ def test_auth_mode_disabled_is_what_keeps_the_token_prompt_away(cluster: Cluster
     v.no_token_prompt()
 
     what_ray_says = visit(cluster.bob.browser_url)
-    what_ray_says.page.route("**/api/authentication_mode", lambda route: route.fulfill(
-        status=200, content_type="application/json", body='{"authentication_mode": "token"}'))
+    what_ray_says.page.route(
+        "**/api/authentication_mode",
+        lambda route: route.fulfill(
+            status=200, content_type="application/json", body='{"authentication_mode": "token"}'
+        ),
+    )
     what_ray_says.goto(f"/#/jobs/{cluster.hello}")
     expect(what_ray_says.page.get_by_text("Authentication Token Required")).to_be_visible()
     status, body = http_get(f"{cluster.head.dashboard_url}/api/authentication_mode")
@@ -240,8 +269,13 @@ def test_refusal_page_for_a_person_json_for_the_dashboard(cluster: Cluster, visi
     request_id = response.headers["x-request-id"]
     body = v.page.locator("body")
     expect(v.page.get_by_role("heading")).to_have_text("403 Not allowed")
-    for shown in ("bob@example.com", TENANT, "Permission needed", request_id,
-                  "verb logs is not granted by role(s) viewer"):
+    for shown in (
+        "bob@example.com",
+        TENANT,
+        "Permission needed",
+        request_id,
+        "verb logs is not granted by role(s) viewer",
+    ):
         expect(body).to_contain_text(shown)
     html = v.page.content()
     assert cluster.head.token not in html and "eyJ" not in html and "hello from the cluster" not in html
@@ -249,9 +283,11 @@ def test_refusal_page_for_a_person_json_for_the_dashboard(cluster: Cluster, visi
     _page_shot(v, shots / "refusal-page.png")
 
     v.goto("/")  # the dashboard's own request for the same file: JSON its code can read
-    answer = v.page.evaluate("""(url) => fetch(url, {headers: {Accept: 'application/json, text/plain, */*'}})
+    answer = v.page.evaluate(
+        """(url) => fetch(url, {headers: {Accept: 'application/json, text/plain, */*'}})
         .then(async r => ({status: r.status, type: r.headers.get('content-type'), body: await r.json()}))""",
-                             log_url)
+        log_url,
+    )
     assert answer["status"] == 403 and answer["type"].startswith("application/json")
     assert answer["body"]["error"] == "forbidden" and "verb logs" in answer["body"]["reason"]
 
@@ -315,8 +351,9 @@ def _other_site_pages(dashboard: str, ticker: str) -> dict[str, str]:
     }
 
 
-def test_cross_site_writes_are_refused_before_ray(cluster: Cluster, visit: Open, tmp_path: Path,
-                                                  shots: Path) -> None:
+def test_cross_site_writes_are_refused_before_ray(
+    cluster: Cluster, visit: Open, tmp_path: Path, shots: Path
+) -> None:
     alice = cluster.alice
     pages = _other_site_pages(alice.browser_url, cluster.ticker)
     jobs_before = len(cluster.ray_jobs())
@@ -329,7 +366,8 @@ def test_cross_site_writes_are_refused_before_ray(cluster: Cluster, visit: Open,
             assert posted.value.status == 403 and posted.value.url == f"{alice.browser_url}/api/jobs/"
             expect(v.page.get_by_role("heading")).to_have_text("403 Not allowed")  # the form's answer
             expect(v.page.locator("body")).to_contain_text(
-                f"cross-origin POST refused (Sec-Fetch-Site: {site_says})")
+                f"cross-origin POST refused (Sec-Fetch-Site: {site_says})"
+            )
             expect(v.page.locator("body")).to_contain_text("came from a page on another site")
             if host == "localhost":
                 _page_shot(v, shots / "refusal-cross-site.png")

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.rayhead import http_get
-from tests.e2e.stack import Stack
+from devkit.http import http_get
+from devkit.stack import Stack
 
 pytestmark = pytest.mark.e2e
 

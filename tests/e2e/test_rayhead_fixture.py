@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.rayhead import RayHead, http_get
+from devkit.http import http_get
+from devkit.rayhead import RayHead
 
 pytestmark = pytest.mark.e2e  # ray[default] is a test dependency: its absence must fail, not skip
 

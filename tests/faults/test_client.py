@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from proxy.pipeline import PROXY
-from tests.adversarial.harness import ASSERTION, MAY_PASS, PASS, RayDouble, wait_until
+from devkit.ray_double import ASSERTION, MAY_PASS, PASS, RayDouble
+from devkit.util import wait_until
+from proxy.http.pipeline import PROXY
 
 PACKAGE_ROUTE = "/api/packages/{protocol}/{package_name}"
 
@@ -51,14 +52,20 @@ async def _endless(request: web.Request) -> web.StreamResponse:
 
 
 @pytest.mark.parametrize("abort", [True, False], ids=["reset", "fin"])
-async def test_client_vanishing_mid_upload_lets_ray_go(proxy: Any, ray: RayDouble, mint: Any, abort: bool,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+async def test_client_vanishing_mid_upload_lets_ray_go(
+    proxy: Any, ray: RayDouble, mint: Any, abort: bool, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="ray_iap_proxy.access")
     started = asyncio.Event()
     ray.overrides[PACKAGE_ROUTE] = watched(ray, started, _read_everything)
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-    writer.write((f"PUT /api/packages/gcs/p.zip HTTP/1.1\r\nHost: x\r\n{ASSERTION}: {mint()}\r\n"
-                  f"{MAY_PASS}: yes\r\nContent-Length: {10 << 20}\r\n\r\n").encode() + b"a" * (1 << 20))
+    writer.write(
+        (
+            f"PUT /api/packages/gcs/p.zip HTTP/1.1\r\nHost: x\r\n{ASSERTION}: {mint()}\r\n"
+            f"{MAY_PASS}: yes\r\nContent-Length: {10 << 20}\r\n\r\n"
+        ).encode()
+        + b"a" * (1 << 20)
+    )
     await writer.drain()
     await asyncio.wait_for(started.wait(), 10)
     if abort:
@@ -76,8 +83,11 @@ async def test_client_vanishing_mid_download_lets_ray_go(proxy: Any, ray: RayDou
     started = asyncio.Event()
     ray.overrides["/api/v0/logs/file"] = watched(ray, started, _endless)
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
-    writer.write((f"GET /api/v0/logs/file HTTP/1.1\r\nHost: x\r\n{ASSERTION}: {mint()}\r\n"
-                  f"{MAY_PASS}: yes\r\n\r\n").encode())
+    writer.write(
+        (
+            f"GET /api/v0/logs/file HTTP/1.1\r\nHost: x\r\n{ASSERTION}: {mint()}\r\n{MAY_PASS}: yes\r\n\r\n"
+        ).encode()
+    )
     assert (await asyncio.wait_for(reader.read(1 << 16), 10)).startswith(b"HTTP/1.1 200 ")
     writer.transport.abort()
     await wait_until(lambda: bool(ray.cancelled))

@@ -10,7 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.adversarial.harness import ASSERTION, PASS, RayDouble, blob
+from devkit.ray_double import ASSERTION, PASS, RayDouble
+from devkit.util import blob
 
 PACKAGE_ROUTE = "/api/packages/{protocol}/{package_name}"
 
@@ -21,12 +22,13 @@ async def _download(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "application/zip"})
     await resp.prepare(request)
     for i in range(0, len(data), 65_537):  # odd chunk sizes on purpose
-        await resp.write(data[i:i + 65_537])
+        await resp.write(data[i : i + 65_537])
     return resp
 
 
-async def test_concurrent_uploads_and_downloads_are_byte_identical(proxy: Any, ray: RayDouble,
-                                                                   mint: Any) -> None:
+async def test_concurrent_uploads_and_downloads_are_byte_identical(
+    proxy: Any, ray: RayDouble, mint: Any
+) -> None:
     ray.overrides[PACKAGE_ROUTE] = _override_get_only(ray)
     headers = {ASSERTION: mint(), **PASS}
 
@@ -35,7 +37,7 @@ async def test_concurrent_uploads_and_downloads_are_byte_identical(proxy: Any, r
 
         async def chunks() -> AsyncIterator[bytes]:
             for j in range(0, len(data), 250_000):
-                yield data[j:j + 250_000]
+                yield data[j : j + 250_000]
 
         body: Any = data if i % 2 else chunks()
         r = await proxy.put(f"/api/packages/gcs/up-{i}.zip", headers=headers, data=body)

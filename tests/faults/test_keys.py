@@ -11,9 +11,10 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from proxy.metrics import metrics_app
-from proxy.pipeline import PROXY
-from tests.adversarial.harness import ASSERTION, PASS, RayDouble, wait_until
+from devkit.ray_double import ASSERTION, PASS, RayDouble
+from devkit.util import wait_until
+from proxy.http.pipeline import PROXY
+from proxy.telemetry.metrics import metrics_app
 
 
 async def metrics(proxy: TestClient) -> dict[str, float]:
@@ -28,44 +29,52 @@ async def metrics(proxy: TestClient) -> dict[str, float]:
         await client.close()
     for secret in ("@example.com", "/api/", "eyJ", "team-a", "Bearer"):
         assert secret not in text
-    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines() if line and not line.startswith("#")}
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
 
 
-async def test_unreachable_at_start_fails_closed_then_recovers(key_server: Any, make_proxy: Any,
-                                                               ray: RayDouble, mint: Any,
-                                                               caplog: pytest.LogCaptureFixture) -> None:
+async def test_unreachable_at_start_fails_closed_then_recovers(
+    key_server: Any, make_proxy: Any, ray: RayDouble, mint: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     key_server[0].fail = True
     proxy = await make_proxy()
     r = await proxy.get("/api/jobs/", headers={ASSERTION: mint()})  # unmarked: must not reach Ray
     assert r.status == 503 and (await r.json())["error"] == "unavailable"
     r = await proxy.get("/readyz")
     assert r.status == 503 and "IAP key set not loaded" in (await r.json())["problems"]
-    assert any("no keys: failing closed" in rec.getMessage() and rec.levelno == logging.ERROR
-               for rec in caplog.records)
+    assert any(
+        "no keys: failing closed" in rec.getMessage() and rec.levelno == logging.ERROR
+        for rec in caplog.records
+    )
     m = await metrics(proxy)
     assert m["ray_iap_proxy_key_set_loaded"] == 0 and m["ray_iap_proxy_key_set_fetch_failures_total"] >= 1
     assert m["ray_iap_proxy_key_set_age_seconds"] == -1
     assert ray.hits == []
 
     key_server[0].fail = False  # the background refresher retries on its own
-    store = proxy.server.app[PROXY].verifier.store
+    store = proxy.server.app[PROXY].iap.store
     await wait_until(lambda: store.ready, 15)
     r = await proxy.get("/api/jobs/", headers={ASSERTION: mint(), **PASS})
     assert r.status == 200
     assert (await metrics(proxy))["ray_iap_proxy_key_set_loaded"] == 1
 
 
-async def test_outage_later_keeps_verifying_and_raises_the_alarm(key_server: Any, make_proxy: Any,
-                                                                 ray: RayDouble, mint: Any,
-                                                                 caplog: pytest.LogCaptureFixture) -> None:
+async def test_outage_later_keeps_verifying_and_raises_the_alarm(
+    key_server: Any, make_proxy: Any, ray: RayDouble, mint: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     proxy = await make_proxy()
     assert (await proxy.get("/api/jobs/", headers={ASSERTION: mint(), **PASS})).status == 200
     key_server[0].fail = True
-    store = proxy.server.app[PROXY].verifier.store
+    store = proxy.server.app[PROXY].iap.store
     assert await store.refresh() is False and await store.refresh() is False
-    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
-                and r.name == "ray_iap_proxy.keys"]
+    warnings = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING and r.name == "ray_iap_proxy.keys"
+    ]
     assert len(warnings) == 2 and all("keeping 1 cached key(s)" in w for w in warnings)
     m = await metrics(proxy)
     assert m["ray_iap_proxy_key_set_loaded"] == 1
@@ -78,8 +87,9 @@ async def test_outage_later_keeps_verifying_and_raises_the_alarm(key_server: Any
     assert len(ray.hits) == 3 and ray.probes == 1
 
 
-async def test_kid_flood_during_an_outage_costs_at_most_one_fetch(key_server: Any, make_proxy: Any,
-                                                                  ray: RayDouble, mint: Any) -> None:
+async def test_kid_flood_during_an_outage_costs_at_most_one_fetch(
+    key_server: Any, make_proxy: Any, ray: RayDouble, mint: Any
+) -> None:
     proxy = await make_proxy()
     key_server[0].fail = True
     before = key_server[0].fetches
@@ -91,8 +101,9 @@ async def test_kid_flood_during_an_outage_costs_at_most_one_fetch(key_server: An
     assert ray.hits == []
 
 
-async def test_rotation_new_key_in_old_key_out(key_server: Any, make_proxy: Any, ray: RayDouble,
-                                               mint: Any, signing_key: Any) -> None:
+async def test_rotation_new_key_in_old_key_out(
+    key_server: Any, make_proxy: Any, ray: RayDouble, mint: Any, signing_key: Any
+) -> None:
     proxy = await make_proxy()
     old_token = mint()
     assert (await proxy.get("/api/jobs/", headers={ASSERTION: old_token, **PASS})).status == 200
@@ -101,7 +112,7 @@ async def test_rotation_new_key_in_old_key_out(key_server: Any, make_proxy: Any,
     new_token = mint(key=new_key)
     assert (await proxy.get("/api/jobs/", headers={ASSERTION: new_token, **PASS})).status == 200
     key_server[0].keys = [new_key]  # ...and withdraws the old one later
-    assert await proxy.server.app[PROXY].verifier.store.refresh()
+    assert await proxy.server.app[PROXY].iap.store.refresh()
     assert (await proxy.get("/api/jobs/", headers={ASSERTION: old_token})).status == 401  # even if cached
     assert (await proxy.get("/api/jobs/", headers={ASSERTION: new_token, **PASS})).status == 200
     assert len(ray.hits) == 3

@@ -16,15 +16,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from tests.adversarial.harness import ASSERTION, PASS, RayDouble, write_hardening_config
-from tests.e2e.rayhead import free_ports
+from devkit.config import write_hardening_config
+from devkit.ports import free_port
+from devkit.ray_double import ASSERTION, PASS, RayDouble
 
 ROOT = Path(__file__).resolve().parents[2]
 STREAM = "/api/v0/logs/stream?node_id=n&filename=f"
-
-
-def free_port() -> int:
-    return free_ports(1)[0]
 
 
 class Proc:
@@ -36,8 +33,13 @@ class Proc:
         cfg.write_text(cfg.read_text().replace("listen: 127.0.0.1:18999", f"listen: 127.0.0.1:{self.port}"))
         self.stderr_path = tmp / "proxy.stderr"
         with (tmp / "proxy.stdout").open("wb") as out, self.stderr_path.open("wb") as err:
-            self.popen = subprocess.Popen([sys.executable, "-m", "proxy", "serve", "--config", str(cfg)],
-                                          cwd=ROOT, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "proxy", "serve", "--config", str(cfg)],
+                cwd=ROOT,
+                stdout=out,
+                stderr=err,
+                stdin=subprocess.DEVNULL,
+            )
 
     @property
     def stderr(self) -> str:
@@ -108,15 +110,17 @@ def streaming(ray: RayDouble, release: asyncio.Event) -> asyncio.Event:
     return started
 
 
-async def test_sigterm_lets_the_stream_in_flight_finish_then_exits_0(live: Any, ray: RayDouble,
-                                                                      mint: Any) -> None:
+async def test_sigterm_lets_the_stream_in_flight_finish_then_exits_0(
+    live: Any, ray: RayDouble, mint: Any
+) -> None:
     release = asyncio.Event()
     started = streaming(ray, release)
     proc = live(grace=30)
     async with aiohttp.ClientSession() as session:
         await proc.ready(session)
-        async with session.get(f"http://127.0.0.1:{proc.port}{STREAM}",
-                               headers={ASSERTION: mint(), **PASS}) as r:
+        async with session.get(
+            f"http://127.0.0.1:{proc.port}{STREAM}", headers={ASSERTION: mint(), **PASS}
+        ) as r:
             assert r.status == 200
             assert await r.content.readline() == b"line 0\n"
             await asyncio.wait_for(started.wait(), 10)
@@ -130,17 +134,20 @@ async def test_sigterm_lets_the_stream_in_flight_finish_then_exits_0(live: Any, 
     assert "draining 1 request(s) in flight" in proc.stderr and "cutting" not in proc.stderr
 
 
-async def test_sigterm_cuts_what_outlasts_the_grace_period_and_exits_0(live: Any, ray: RayDouble,
-                                                                       mint: Any) -> None:
+async def test_sigterm_cuts_what_outlasts_the_grace_period_and_exits_0(
+    live: Any, ray: RayDouble, mint: Any
+) -> None:
     started = streaming(ray, asyncio.Event())  # never released
     proc = live(grace=1)
     async with aiohttp.ClientSession() as session:
         await proc.ready(session)
-        ws = await session.ws_connect(f"http://127.0.0.1:{proc.port}/api/jobs/j/logs/tail",
-                                      headers={ASSERTION: mint(), **PASS})
+        ws = await session.ws_connect(
+            f"http://127.0.0.1:{proc.port}/api/jobs/j/logs/tail", headers={ASSERTION: mint(), **PASS}
+        )
         assert await ws.receive_str() == "log line 1"
-        async with session.get(f"http://127.0.0.1:{proc.port}{STREAM}",
-                               headers={ASSERTION: mint(), **PASS}) as r:
+        async with session.get(
+            f"http://127.0.0.1:{proc.port}{STREAM}", headers={ASSERTION: mint(), **PASS}
+        ) as r:
             assert await r.content.readline() == b"line 0\n"
             await asyncio.wait_for(started.wait(), 10)
             proc.popen.send_signal(signal.SIGTERM)

@@ -14,9 +14,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from proxy.pipeline import PROXY
-from tests.adversarial.harness import ASSERTION, PASS, RayDouble, wait_until
-from tests.e2e.rayhead import free_ports
+from devkit.ports import free_port
+from devkit.ray_double import ASSERTION, PASS, RayDouble
+from devkit.util import wait_until
+from proxy.http.pipeline import PROXY
 
 LOGS = "/api/v0/logs/file?node_id=n&filename=f"
 LOGS_ROUTE = "/api/v0/logs/file"
@@ -33,10 +34,6 @@ async def leaves_nothing(proxy: TestClient, fds: int, tasks: int) -> None:
     await wait_until(lambda: open_fds() <= fds and len(asyncio.all_tasks()) <= tasks)
 
 
-def free_port() -> int:
-    return free_ports(1)[0]
-
-
 async def _abort_at_once(request: web.Request) -> web.StreamResponse:
     assert request.transport is not None
     request.transport.abort()
@@ -47,8 +44,7 @@ async def _abort_mid_answer(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse()
     await resp.prepare(request)
     for i in range(3):
-        await resp.write(f"line {i}\n".encode())
-    await resp.drain()
+        await resp.write(f"line {i}\n".encode())  # each write waits for the transport to take it
     assert request.transport is not None
     request.transport.abort()
     return resp
@@ -93,22 +89,27 @@ DURING_ANSWER = {
 
 
 @pytest.mark.parametrize("handler, status, reason", BEFORE_ANSWER.values(), ids=BEFORE_ANSWER.keys())
-async def test_failure_before_the_answer_is_a_clean_5xx(make_proxy: Any, ray: RayDouble, mint: Any,
-                                                       handler: Any, status: int, reason: str) -> None:
+async def test_failure_before_the_answer_is_a_clean_5xx(
+    make_proxy: Any, ray: RayDouble, mint: Any, handler: Any, status: int, reason: str
+) -> None:
     fds, tasks = open_fds(), len(asyncio.all_tasks())
     ray.overrides[LOGS_ROUTE] = handler
     proxy = await make_proxy(extra="limits:\n  upstream_read_timeout_seconds: 1\n")
     async with asyncio.timeout(20):  # a hang guard only
         r = await proxy.get(LOGS, headers={ASSERTION: mint(), **PASS})
         body = await r.json()
-    assert r.status == status and body["reason"] == reason and body["error"] in ("bad_gateway",
-                                                                                 "gateway_timeout")
+    assert (
+        r.status == status
+        and body["reason"] == reason
+        and body["error"] in ("bad_gateway", "gateway_timeout")
+    )
     await leaves_nothing(proxy, fds, tasks)
 
 
 @pytest.mark.parametrize("handler", DURING_ANSWER.values(), ids=DURING_ANSWER.keys())
-async def test_failure_during_the_answer_is_a_visible_cut(make_proxy: Any, ray: RayDouble, mint: Any,
-                                                          handler: Any) -> None:
+async def test_failure_during_the_answer_is_a_visible_cut(
+    make_proxy: Any, ray: RayDouble, mint: Any, handler: Any
+) -> None:
     fds, tasks = open_fds(), len(asyncio.all_tasks())
     ray.overrides[LOGS_ROUTE] = handler
     proxy = await make_proxy(extra="limits:\n  upstream_read_timeout_seconds: 1\n")

@@ -20,10 +20,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def fuzz_settings(examples: int) -> Callable[[F], F]:
     if SECONDS:
-        return settings(max_examples=max(examples, 500), deadline=None, derandomize=False, database=None,
-                        suppress_health_check=list(HealthCheck))  # type: ignore[no-any-return]
-    return settings(max_examples=examples, deadline=None, derandomize=True, database=None,  # type: ignore[no-any-return]
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+        return settings(
+            max_examples=max(examples, 500),
+            deadline=None,
+            derandomize=False,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )  # type: ignore[no-any-return]
+    return settings(
+        max_examples=examples,
+        deadline=None,
+        derandomize=True,
+        database=None,  # type: ignore[no-any-return]
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+    )
 
 
 def run(target: Callable[[], None]) -> int:

@@ -10,7 +10,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from proxy import dev
 from proxy.auth.keys import KeySetError, parse_key_set
-from proxy.pipeline import PROXY
+from proxy.http.pipeline import PROXY
 
 H = "x-goog-iap-jwt-assertion"
 
@@ -40,7 +40,7 @@ async def test_signature_is_checked_once_per_token(make_client: Any, mint: Any) 
     token = mint()
     for _ in range(5):
         assert (await client.get("/api/jobs/", headers={H: token})).status == 200
-    verifier = client.server.app[PROXY].verifier
+    verifier = client.server.app[PROXY].iap
     assert verifier.misses == 1 and verifier.hits == 4
 
 

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.support import StubRay, get_request, raw_http
+from devkit.http import get_request, raw_http
+from devkit.ray_double import RayDouble
 
 H = "x-goog-iap-jwt-assertion"
 
@@ -339,5 +340,5 @@ async def test_absolute_form_and_asterisk_targets_are_400(
     assert stub_ray[0].seen == []
 
 
-def _unused(stub: StubRay) -> None:  # keep the import used for type readers
+def _unused(stub: RayDouble) -> None:  # keep the import used for type readers
     del stub

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from proxy.answers import CROSS_SITE_HINT, PAGE_POLICY
+from proxy.admit import CROSS_SITE_HINT
+from proxy.http.answers import PAGE_POLICY
 
 H = "x-goog-iap-jwt-assertion"
 NAVIGATION = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8"

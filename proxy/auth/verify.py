@@ -1,0 +1,141 @@
+"""Verify one signed token. Pure: keys, rules and `now` come in, an Identity or `Unauthenticated`
+goes out.
+
+Only the provider's one algorithm is accepted, the key is chosen by `kid` from our own key set (`jku`,
+`x5u` and `jwk` header fields are never looked at), and every claim is checked here by hand so that
+the rules are readable in one place: an issuer from the list, an audience that is a string in the
+configured list, `exp`/`iat` numbers within leeway, a bounded lifetime, an email (verified, where the
+provider says so), a subject.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+from ..errors import Unauthenticated, UnknownKeyId
+from ..model import CredentialKind, Identity
+
+MAX_TOKEN_BYTES = 8192
+_JWS_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
+_EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class Rules:
+    """What one provider accepts."""
+
+    kind: CredentialKind
+    algorithm: str  # exactly one: "ES256" (IAP) or "RS256" (Google ID tokens)
+    issuers: frozenset[str]
+    audiences: frozenset[str]
+    leeway_seconds: int
+    max_lifetime_seconds: int
+    require_verified_email: bool = False
+
+
+def looks_like_jwt(token: str) -> bool:
+    return len(token) <= MAX_TOKEN_BYTES and bool(_JWS_RE.match(token))
+
+
+def key_id(token: str, algorithm: str) -> str:
+    """Check the token's shape and header; return its `kid`. Raises Unauthenticated."""
+    if not token:
+        raise Unauthenticated("empty assertion")
+    if len(token) > MAX_TOKEN_BYTES:
+        raise Unauthenticated("assertion too large")
+    if not _JWS_RE.match(token):
+        raise Unauthenticated("malformed assertion")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError:
+        raise Unauthenticated("malformed assertion header") from None
+    if header.get("alg") != algorithm:
+        raise Unauthenticated(f"algorithm must be {algorithm}")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise Unauthenticated("assertion has no key id")
+    return kid
+
+
+def verify(token: str, keys: Mapping[str, Any], rules: Rules, now: float) -> Identity:
+    """Verify signature and claims of `token` at time `now` (seconds since the epoch)."""
+    kid = key_id(token, rules.algorithm)
+    key = keys.get(kid)
+    if key is None:
+        raise UnknownKeyId(kid)
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[rules.algorithm],
+            options={
+                "verify_signature": True,
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+                "verify_aud": False,
+                "verify_iss": False,
+                "verify_sub": False,
+                "verify_jti": False,
+            },
+        )
+    except jwt.InvalidSignatureError:
+        raise Unauthenticated("bad signature") from None
+    except jwt.PyJWTError:
+        raise Unauthenticated("malformed assertion") from None
+    return identity_from_claims(claims, rules, now)
+
+
+def _number(claims: Mapping[str, Any], name: str) -> float:
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Unauthenticated(f"claim {name} missing or not a number")
+    # JSON as Python reads it admits NaN, Infinity and integers too large for a float; NaN compares
+    # false with everything, which would turn every time check below into a pass.
+    number = float(value) if isinstance(value, float) or abs(value) < 2**63 else math.nan
+    if not math.isfinite(number):
+        raise Unauthenticated(f"claim {name} missing or not a number")
+    return number
+
+
+def identity_from_claims(claims: Mapping[str, Any], rules: Rules, now: float) -> Identity:
+    """Check the claims of a token whose signature is already verified."""
+    issuer = claims.get("iss")
+    if not isinstance(issuer, str) or issuer not in rules.issuers:
+        raise Unauthenticated("wrong issuer")
+    aud = claims.get("aud")
+    if not isinstance(aud, str) or aud not in rules.audiences:
+        raise Unauthenticated("wrong audience")
+    exp, iat = _number(claims, "exp"), _number(claims, "iat")
+    leeway = rules.leeway_seconds
+    if now > exp + leeway:
+        raise Unauthenticated("expired")
+    if iat > now + leeway:
+        raise Unauthenticated("issued in the future")
+    if exp <= iat or exp - iat > rules.max_lifetime_seconds:
+        raise Unauthenticated("lifetime out of bounds")
+    email = claims.get("email")
+    if not isinstance(email, str) or not _EMAIL_RE.match(email):
+        raise Unauthenticated("claim email missing or malformed")
+    if rules.require_verified_email and claims.get("email_verified") is not True:
+        raise Unauthenticated("email not verified")
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise Unauthenticated("claim sub missing")
+    hd = claims.get("hd")
+    if hd is not None and not isinstance(hd, str):
+        raise Unauthenticated("claim hd is not a string")
+    return Identity(
+        email=email.lower(),
+        subject=sub,
+        kind=rules.kind,
+        issuer=issuer,
+        hosted_domain=hd.lower() if hd else None,
+        expires_at=exp,
+    )

@@ -1,0 +1,153 @@
+"""Reading a settings document: YAML in, a validated, frozen model out, or `ConfigError` listing every
+problem at once, each as `key.path: 'value' what it must be`. Unknown keys and duplicate keys are
+errors. Nothing here runs per request."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from annotated_types import Ge, Le
+from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
+
+from ..errors import ConfigError
+from .schema import Settings
+
+M = TypeVar("M", bound=BaseModel)
+
+_TYPE_WORDS = {
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "int_from_float": "must be an integer",
+    "float_type": "must be a number",
+    "bool_type": "must be true or false",
+    "list_type": "must be a list",
+    "tuple_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+}
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML where a key given twice is an error: a reviewer reads the first `bindings:`, a plain YAML
+    reader would obey the second."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(path: Path, key: str, problems: list[str]) -> Any:
+    """The document at `path`, or None with a problem naming `key` and the path."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        problems.append(f"{key}: {str(path)!r} cannot be read ({exc.strerror or exc})")
+        return None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = str(getattr(exc, "problem", "") or "")
+        detail = f": {problem}" if "appears twice" in problem else ""
+        problems.append(f"{key}: {str(path)!r} is not valid YAML{where}{detail}")
+        return None
+
+
+def validate(
+    model: type[M], raw: Any, problems: list[str], context: Mapping[str, Any] | None = None
+) -> M | None:
+    """`raw` checked against `model`; every problem appended in our words."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        problems.append(f"(top level): {raw!r} must be a mapping")
+        return None
+    try:
+        return model.model_validate(dict(raw), context=dict(context or {}))
+    except ValidationError as exc:
+        problems += [describe(model, e) for e in exc.errors()]
+        return None
+
+
+def key_path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for i, part in enumerate(loc):
+        if part == "[key]" or (i + 1 < len(loc) and loc[i + 1] == "[key]"):
+            continue  # a mapping's key is wrong: name the mapping, show the key as the value
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def describe(model: type[BaseModel], error: ErrorDetails) -> str:
+    """One pydantic error as `key: 'value' why`."""
+    where, kind, value = key_path(error["loc"]), error["type"], error.get("input")
+    if kind == "missing":
+        return f"{where}: required"
+    if kind == "required":
+        return f"{where}: required {error['msg']}".rstrip()
+    if kind == "extra_forbidden":
+        return f"{where}: unknown key"
+    if kind in ("greater_than_equal", "less_than_equal"):
+        low, high = _bounds(model, error["loc"])
+        return f"{where}: {value!r} must be between {low:g} and {high:g}"
+    if kind == "literal_error":
+        expected = str((error.get("ctx") or {}).get("expected", "")).replace("'", "")
+        return f"{where}: {value!r} must be {expected}"
+    if kind in _TYPE_WORDS:
+        return f"{where}: {value!r} {_TYPE_WORDS[kind]}"
+    return f"{where}: {value!r} {error['msg']}"
+
+
+def _bounds(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[float, float]:
+    """The range declared for the setting at `loc` (both ends, for a message that gives both)."""
+    low, high = float("-inf"), float("inf")
+    current: Any = model
+    for part in loc:
+        fields = getattr(current, "model_fields", {})
+        if not isinstance(part, str) or part not in fields:
+            break
+        info = fields[part]
+        for meta in info.metadata:
+            if isinstance(meta, Ge):
+                low = float(meta.ge)  # type: ignore[arg-type]
+            elif isinstance(meta, Le):
+                high = float(meta.le)  # type: ignore[arg-type]
+        current = info.annotation
+    return low, high
+
+
+def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and check a config file and the policy file it names; raise ConfigError listing every
+    problem of both."""
+    from ..authz.policy_file import read_policy_problems
+
+    env = os.environ if environ is None else environ
+    source = Path(path)
+    problems: list[str] = []
+    raw = read_yaml(source, "config", problems)
+    context = {"base": source.parent, "POD_NAMESPACE": env.get("POD_NAMESPACE", "")}
+    settings = validate(Settings, raw, problems, context) if raw is not None or not problems else None
+    if settings is not None:
+        if settings.metrics_listen is not None and settings.metrics_listen.port == settings.listen.port:
+            problems.append(
+                f"metrics_listen: {str(settings.metrics_listen)!r} must use another port than listen"
+            )
+        if settings.policy_file is not None:
+            problems += read_policy_problems(settings.policy_file)
+    if problems or settings is None:
+        raise ConfigError(problems)
+    return settings

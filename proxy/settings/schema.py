@@ -1,0 +1,210 @@
+"""The configuration file's schema: one definition per setting (type, default, range, documentation).
+
+`load.py` reads a file against it and reports every problem at once; `reference.py` renders the table
+in docs/configuration.md from it; `ray-iap-proxy schema` prints it as JSON Schema.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, ValidationInfo, field_validator, model_validator
+
+from .base import Float, Int, KeySetUrl, ListenAddress, Section, Str, UpstreamUrl, invalid, required, setting
+
+TENANT_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+MIB = 1024 * 1024
+
+
+def _audience(value: object) -> object:
+    if not isinstance(value, str) or not value.strip():
+        raise invalid("must be a non-empty string")
+    return value
+
+
+class Iap(Section):
+    """How IAP's signed header is verified."""
+
+    audiences: tuple[Annotated[str, BeforeValidator(_audience)], ...] = setting(
+        doc="the accepted `aud` values: `/projects/PROJECT_NUMBER/global/backendServices/SERVICE_ID` "
+        "(the numeric backend service id). Several are allowed, e.g. while a load balancer is recreated. "
+        "The token's `aud` must be a string equal to one of them."
+    )
+    jwks_url: KeySetUrl = setting(
+        "https://www.gstatic.com/iap/verify/public_key-jwk",
+        "Google's key set. Both the JWKS (`public_key-jwk`) and the PEM dictionary (`public_key`) "
+        "formats are understood; only P-256 keys are kept. `http://` is accepted only for loopback "
+        "hosts (tests, dev-iap).",
+    )
+    issuer: Str = setting("https://cloud.google.com/iap", "the exact `iss` required.")
+    leeway_seconds: Int = setting(30, "clock skew allowed on `exp` and `iat`.", low=0, high=300)
+    max_token_lifetime_seconds: Int = setting(
+        600, "`exp - iat` must not exceed this (IAP's assertions live 10 minutes).", low=60, high=86400
+    )
+    key_refresh_seconds: Int = setting(
+        3600,
+        "how often the key set is refetched. A failed refresh keeps the last good keys and is retried "
+        "after 2, 5, 10, 30, 60 s.",
+        low=60,
+        high=86400,
+    )
+    key_min_refetch_seconds: Int = setting(
+        30,
+        "an assertion signed with an unknown `kid` triggers a refetch at most this often, so a flood of "
+        "made-up key ids costs one fetch per interval.",
+        low=1,
+        high=3600,
+    )
+    key_fetch_timeout_seconds: Int = setting(5, "timeout of one key-set fetch.", low=1, high=60)
+    token_cache_size: Int = setting(
+        10_000,
+        "verified assertions kept (until their `exp` + leeway), so each signature is checked once. "
+        "0 disables the cache.",
+        low=0,
+        high=1_000_000,
+    )
+
+    @field_validator("audiences")
+    @classmethod
+    def _some(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise invalid("must list at least one audience")
+        return value
+
+
+class Limits(Section):
+    """Request-size, timeout and connection bounds."""
+
+    max_body_bytes: Int = setting(
+        100 * MIB + 64 * 1024,
+        "a larger request body gets 413 (Ray's own limit is 100 MiB). Bodies are streamed, never buffered.",
+        low=0,
+        high=2**40,
+        shown="100 MiB + 64 KiB",
+    )
+    max_websocket_message_bytes: Int = setting(
+        4 * MIB,
+        "a WebSocket message of this size or larger closes the stream (1009).",
+        low=1024,
+        high=2**30,
+        shown="4 MiB",
+    )
+    max_header_bytes: Int = setting(8190, "one header line longer than this: 431.", low=1024, high=MIB)
+    max_headers: Int = setting(100, "more header fields: 431.", low=8, high=10_000)
+    max_target_length: Int = setting(4096, "a longer request target: 414.", low=64, high=MIB)
+    client_idle_timeout_seconds: Float = setting(
+        75.0,
+        "an idle keep-alive connection is closed after this; it also bounds how long a request's "
+        "headers may take to arrive.",
+        low=1,
+        high=86400,
+    )
+    client_read_timeout_seconds: Float = setting(
+        60.0,
+        "a client that stops sending its body, or stops reading the answer, for this long: 408, or the "
+        "connection is cut if the answer has started. Ray's side of the request is cancelled.",
+        low=0.5,
+        high=3600,
+    )
+    max_connections: Int = setting(
+        1024,
+        "concurrent client connections; one more gets a canned 503 and is closed (counted in metrics).",
+        low=1,
+        high=1_000_000,
+    )
+    upstream_connect_timeout_seconds: Float = setting(
+        5.0, 'connecting to Ray; then 502 "Ray is not reachable".', low=0.1, high=300
+    )
+    upstream_read_timeout_seconds: Float = setting(
+        3600.0,
+        "silence from Ray mid-request before 504; long because log streams can be quiet. Match the load "
+        "balancer's `timeoutSec`.",
+        low=1,
+        high=86400,
+    )
+
+
+class Tracing(Section):
+    """Spans: where they go."""
+
+    exporter: Literal["none", "console"] = setting(
+        "none",
+        "`none` or `console` (spans printed to stdout). Trace ids are in every access record either way.",
+    )
+
+
+class Settings(Section):
+    """The whole configuration file."""
+
+    listen: ListenAddress = setting(
+        "127.0.0.1:8265", "`HOST:PORT` to serve on. In the pod: `0.0.0.0:8265`, the public dashboard port."
+    )
+    upstream: UpstreamUrl = setting(
+        "http://127.0.0.1:18265",
+        "the Ray dashboard, `http://HOST:PORT` with no path. Bind Ray's dashboard to loopback "
+        "(`dashboard-host: 127.0.0.1`).",
+    )
+    tenant: Str = setting(
+        "",
+        "the tenant (namespace) this cluster belongs to; only policy bindings for this tenant count. "
+        "Default: `$POD_NAMESPACE`; required one way or the other.",
+        shown="$POD_NAMESPACE",
+    )
+    iap: Iap = setting(doc="how IAP's signed header is verified (below).")
+    ray_token_file: Path | None = setting(
+        None,
+        "file holding Ray's own token (the KubeRay Secret key `auth_token`). Sent to Ray as "
+        "`X-Ray-Authorization: Bearer …`. Watched: a rotated Secret is picked up within seconds.",
+    )
+    policy_file: Path | None = setting(
+        None, "the [policy](policy.md), relative to this file. Without one, every request is refused."
+    )
+    limits: Limits = setting(Limits(), "request-size, timeout and connection bounds (below).")
+    shutdown_grace_seconds: Float = setting(
+        25.0,
+        "on SIGTERM: stop accepting, let in-flight requests and streams finish for this long, then exit "
+        "0. Keep it below the pod's `terminationGracePeriodSeconds`.",
+        low=0,
+        high=3600,
+    )
+    metrics_listen: ListenAddress | None = setting(
+        None,
+        "`HOST:PORT` of a separate listener serving Prometheus text at `/metrics` (counts and states "
+        "only: no emails, paths, tenants or tokens). Never served on `listen`. In the pod: "
+        "`0.0.0.0:9090`, reachable only from Managed Prometheus by NetworkPolicy.",
+    )
+    tracing: Tracing = setting(Tracing(), "tracing (below).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_from_environment(cls, data: Any, info: ValidationInfo) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            if data.get("tenant") is None:
+                data["tenant"] = (info.context or {}).get("POD_NAMESPACE", "")
+            data.setdefault("iap", {})  # so that its own required keys are named
+            for key in ("ray_token_file", "policy_file", "metrics_listen"):
+                if data.get(key) == "":
+                    data[key] = None
+        return data
+
+    @field_validator("tenant")
+    @classmethod
+    def _tenant(cls, value: str) -> str:
+        if not value:
+            raise required("(or set POD_NAMESPACE)")
+        if not TENANT_RE.match(value):
+            raise invalid("must be a Kubernetes namespace name")
+        return value
+
+    @field_validator("ray_token_file", "policy_file", mode="before")
+    @classmethod
+    def _path(cls, value: object, info: ValidationInfo) -> object:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise invalid("must be a string")
+        base = (info.context or {}).get("base")
+        return Path(base) / value if base is not None else Path(value)
