@@ -63,21 +63,32 @@ async def stub_ray() -> AsyncIterator[tuple[RayDouble, str]]:
     await double.close()
 
 
+class _Proxies:
+    """Real proxies on loopback in front of one upstream (or `upstream=`), closed with the test."""
+
+    def __init__(self, tmp_path: Path, jwks_url: str, upstream: str) -> None:
+        self.tmp_path, self.jwks_url, self.upstream = tmp_path, jwks_url, upstream
+        self.clients: list[TestClient] = []
+
+    async def make(self, extra: str = "", upstream: str | None = None, **build: Any) -> TestClient:
+        """`extra` is YAML appended to the config; `build` goes to `build_app`."""
+        client = await start_proxy(self.tmp_path, self.jwks_url, upstream or self.upstream, extra, **build)
+        self.clients.append(client)
+        return client
+
+    async def close(self) -> None:
+        for client in self.clients:
+            await client.close()
+
+
 @pytest.fixture
 async def make_proxy(
     tmp_path: Path, key_server: tuple[Any, str], ray: RayDouble
 ) -> AsyncIterator[Callable[..., Awaitable[TestClient]]]:
-    """Start the real proxy in front of `ray` (or `upstream=`); config `extra` is appended YAML."""
-    clients: list[TestClient] = []
-
-    async def make(extra: str = "", upstream: str | None = None, **build: Any) -> TestClient:
-        client = await start_proxy(tmp_path, key_server[1], upstream or ray.url, extra, **build)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
+    """The real proxy in front of the tripwire `ray`."""
+    proxies = _Proxies(tmp_path, key_server[1], ray.url)
+    yield proxies.make
+    await proxies.close()
 
 
 @pytest.fixture
@@ -89,17 +100,10 @@ async def proxy(make_proxy: Callable[..., Awaitable[TestClient]]) -> TestClient:
 async def make_client(
     tmp_path: Path, key_server: tuple[KeyServer, str], stub_ray: tuple[RayDouble, str]
 ) -> AsyncIterator[Callable[..., Awaitable[TestClient]]]:
-    """The real proxy in front of the recording stub; returns an aiohttp TestClient."""
-    clients: list[TestClient] = []
-
-    async def make(extra: str = "", upstream: str | None = None, **build: Any) -> TestClient:
-        client = await start_proxy(tmp_path, key_server[1], upstream or stub_ray[1], extra, **build)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
+    """The real proxy in front of the recording stub."""
+    proxies = _Proxies(tmp_path, key_server[1], stub_ray[1])
+    yield proxies.make
+    await proxies.close()
 
 
 @pytest.fixture
