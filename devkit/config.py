@@ -24,6 +24,9 @@ POLICY = textwrap.dedent("""\
       - tenant: team-a
         role: viewer
         members: ["user:bob@example.com"]
+      - tenant: team-a
+        role: scientist
+        members: ["system:ray-token"]  # inert unless accept_ray_token is on
       - tenant: team-b
         role: admin
         members: ["user:mallory@example.com"]

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from devkit import google
 from devkit.config import AUDIENCE
 from devkit.keys import KeyServer
 from devkit.proxy import start_proxy
@@ -22,6 +23,12 @@ def signing_key() -> ec.EllipticCurvePrivateKey:
     return ec.generate_private_key(ec.SECP256R1())
 
 
+@pytest.fixture(scope="session")
+def google_key() -> rsa.RSAPrivateKey:
+    """The tests' stand-in for Google's OAuth signing key (ID tokens), served beside IAP's."""
+    return google.rsa_key()
+
+
 @pytest.fixture
 def mint(signing_key: ec.EllipticCurvePrivateKey) -> Callable[..., str]:
     def _mint(email: str = "alice@example.com", **kw: Any) -> str:
@@ -32,8 +39,10 @@ def mint(signing_key: ec.EllipticCurvePrivateKey) -> Callable[..., str]:
 
 
 @pytest.fixture
-async def key_server(signing_key: ec.EllipticCurvePrivateKey) -> AsyncIterator[tuple[KeyServer, str]]:
-    ks = KeyServer([signing_key])
+async def key_server(
+    signing_key: ec.EllipticCurvePrivateKey, google_key: rsa.RSAPrivateKey
+) -> AsyncIterator[tuple[KeyServer, str]]:
+    ks = KeyServer([signing_key, google_key])
     server = TestServer(ks.app(), host="127.0.0.1")
     await server.start_server()
     yield ks, str(server.make_url("/jwks.json"))

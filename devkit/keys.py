@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from devkit import google
 from proxy import dev
 
 
 @dataclass
 class KeyServer:
-    """Serves a mutable key set on loopback; counts fetches; can be told to fail."""
+    """Serves a mutable key set on loopback (IAP's P-256 keys, Google's RSA keys, or both); counts
+    fetches; can be told to fail."""
 
-    keys: list[ec.EllipticCurvePrivateKey]
+    keys: list[Any]
     fail: bool = False
     fetches: int = 0
 
@@ -23,7 +26,10 @@ class KeyServer:
             self.fetches += 1
             if self.fail:
                 return web.Response(status=503, text="down")
-            return web.json_response(dev.jwks(*self.keys))
+            ec_keys = [k for k in self.keys if isinstance(k, ec.EllipticCurvePrivateKey)]
+            rsa_keys = [k for k in self.keys if isinstance(k, rsa.RSAPrivateKey)]
+            doc = {"keys": dev.jwks(*ec_keys)["keys"] + google.jwks(*rsa_keys)["keys"]}
+            return web.json_response(doc)
 
         app = web.Application()
         app.router.add_get("/jwks.json", jwks)

@@ -4,20 +4,16 @@ and run the listeners."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from .admit import Admission
-from .auth.authenticate import Authenticator
-from .auth.keys import Fetch, KeyStore, http_fetcher, refresh_forever
-from .auth.providers.iap import IapProvider
+from .auth.service import AuthService, FetchFactory
 from .authz.authorizer import Union
 from .authz.policy import EMPTY_POLICY, Policy
 from .authz.policy_file import read_policy
@@ -50,7 +46,7 @@ def build_app(
     *,
     policy: Policy | None = None,
     routes: RouteTable = DEFAULT_TABLE,
-    fetch: Callable[[aiohttp.ClientSession], Fetch] | None = None,
+    fetch: FetchFactory | None = None,
     clock: Callable[[], float] | None = None,
 ) -> web.Application:
     """The proxy as an aiohttp application. `policy` defaults to `settings.policy_file`'s; `fetch` and
@@ -61,17 +57,16 @@ def build_app(
         policy = read_policy(settings.policy_file) if settings.policy_file is not None else EMPTY_POLICY
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        iap = settings.iap
-        keys_session = aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar())
-        fetcher = (fetch or (lambda s: http_fetcher(s, iap.key_fetch_timeout_seconds)))(keys_session)
-        store = KeyStore(iap.jwks_url, fetcher, iap.key_min_refetch_seconds, algorithm="ES256")
-        provider = IapProvider(iap, store, clock) if clock else IapProvider(iap, store)
-        authenticator = Authenticator([provider])
         ray_token = RayToken(settings.ray_token_file)
         ray_token.load()
+        auth = (
+            AuthService(settings, ray_token, fetch, clock)
+            if clock
+            else AuthService(settings, ray_token, fetch)
+        )
         admission = Admission(
             tenant=settings.tenant,
-            authenticate=authenticator.authenticate,
+            authenticate=auth.authenticator.authenticate,
             routes={Transport.HTTP: routes},
             authorizer=Union([StaticPolicy(policy)]),
             max_target_length=settings.limits.max_target_length,
@@ -80,28 +75,22 @@ def build_app(
         app[PROXY] = Proxy(
             tenant=settings.tenant,
             admission=admission,
-            authenticator=authenticator,
-            iap=provider,
+            authenticator=auth.authenticator,
+            iap=auth.iap,
             upstream=upstream,
             ray_token=ray_token,
             telemetry=telemetry,
         )
-        await store.refresh()
-        refresher = asyncio.get_running_loop().create_task(
-            refresh_forever(store, iap.key_refresh_seconds), name="key-refresh"
-        )
+        await auth.start()
         if ray_token.watch is not None:
             ray_token.watch.start()
         try:
             yield
         finally:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            await auth.stop()
             if ray_token.watch is not None:
                 await ray_token.watch.stop()
             await upstream.close()
-            await keys_session.close()
             telemetry.shutdown()
 
     async def on_shutdown(app: web.Application) -> None:

@@ -23,6 +23,9 @@ class Authenticator:
     def ready(self) -> bool:
         return all(p.ready for p in self.providers)
 
+    def problems(self) -> list[str]:
+        return [p.problem for p in self.providers if p.problem is not None]
+
     def _owner(self, presented: Presented) -> Provider | None:
         return next((p for p in self.providers if p.claims(presented)), None)
 

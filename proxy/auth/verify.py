@@ -10,6 +10,7 @@ provider says so), a subject.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from collections.abc import Mapping
@@ -21,6 +22,7 @@ import jwt
 from ..errors import Unauthenticated, UnknownKeyId
 from ..model import CredentialKind, Identity
 
+log = logging.getLogger("ray_iap_proxy.verify")
 MAX_TOKEN_BYTES = 8192
 _JWS_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
@@ -111,7 +113,11 @@ def identity_from_claims(claims: Mapping[str, Any], rules: Rules, now: float) ->
         raise Unauthenticated("wrong issuer")
     aud = claims.get("aud")
     if not isinstance(aud, str) or aud not in rules.audiences:
-        raise Unauthenticated("wrong audience")
+        # The received audience is not a secret, and without it a misconfigured `audiences` cannot be
+        # told from a token meant for another service: it is in the answer, the record and the log.
+        received = repr(aud[:200]) if isinstance(aud, str) else f"a {type(aud).__name__}, not a string"
+        log.debug("wrong audience: received %s; accepted %s", received, sorted(rules.audiences))
+        raise Unauthenticated(f"wrong audience (received {received})")
     exp, iat = _number(claims, "exp"), _number(claims, "iat")
     leeway = rules.leeway_seconds
     if now > exp + leeway:

@@ -7,7 +7,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ..model import Identity, Verb
+from ..model import CredentialKind, Identity, Verb
 
 
 class MemberKind(enum.Enum):
@@ -15,6 +15,7 @@ class MemberKind(enum.Enum):
     GROUP = "group"
     DOMAIN = "domain"
     SERVICE_ACCOUNT = "serviceAccount"
+    SYSTEM = "system"  # the proxy's own principals: `system:ray-token`
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +31,8 @@ class Member:
                 return identity.is_service_account and identity.email == self.value
             case MemberKind.GROUP:
                 return self.value in identity.groups or identity.email in groups.get(self.value, frozenset())
+            case MemberKind.SYSTEM:
+                return identity.kind is CredentialKind.RAY_TOKEN and self.value == "ray-token"
             case MemberKind.DOMAIN:
                 # The verified hosted-domain claim, never the email's suffix: anyone can own a Google
                 # account whose email ends in someone else's domain.

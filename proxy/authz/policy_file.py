@@ -22,7 +22,8 @@ from .policy import Binding, Member, MemberKind, Policy
 
 EMAIL_RE = re.compile(r"^[^@\s:]+@[^@\s:]+\.[^@\s:]+$")
 DOMAIN_RE = re.compile(r"^([a-z0-9-]+\.)+[a-z0-9-]+$")
-_KINDS = "user, group, domain, serviceAccount"
+_KINDS = "user, group, domain, serviceAccount, system"
+SYSTEM_PRINCIPALS = frozenset({"ray-token"})
 
 
 def _verb(value: object) -> object:
@@ -66,6 +67,10 @@ def parse_member(text: object) -> Member:
     except ValueError:
         raise invalid(f"has unknown kind {kind_name!r} ({_KINDS})") from None
     value = value.strip().lower()
+    if kind is MemberKind.SYSTEM:
+        if value not in SYSTEM_PRINCIPALS:
+            raise invalid(f"is not a system principal (known: {', '.join(sorted(SYSTEM_PRINCIPALS))})")
+        return Member(kind, value)
     if kind is MemberKind.DOMAIN:
         if not DOMAIN_RE.match(value):
             raise invalid("is not a domain")
@@ -85,7 +90,7 @@ def _member(text: object) -> object:
 
 VerbName = Annotated[str, BeforeValidator(_verb)]
 MemberText = Annotated[
-    str, BeforeValidator(_member), Field(pattern=r"^(user|group|domain|serviceAccount):.+$")
+    str, BeforeValidator(_member), Field(pattern=r"^(user|group|domain|serviceAccount|system):.+$")
 ]
 
 

@@ -32,8 +32,7 @@ async def answer(proxy: Proxy, ctx: RequestContext, raw_path: str) -> web.Respon
     problems = []
     if proxy.draining:
         problems.append("shutting down")
-    if not proxy.authenticator.ready:
-        problems.append("IAP key set not loaded")
+    problems += proxy.authenticator.problems()
     if proxy.ray_token.problem is not None:
         problems.append(f"Ray token unreadable ({proxy.ray_token.problem})")
     ray = await proxy.upstream.problem(proxy.ray_token.value)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args
 
 import yaml
 from annotated_types import Ge, Le
@@ -126,7 +126,9 @@ def _bounds(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[float, 
                 low = float(meta.ge)  # type: ignore[arg-type]
             elif isinstance(meta, Le):
                 high = float(meta.le)  # type: ignore[arg-type]
-        current = info.annotation
+        current = next(
+            (a for a in (info.annotation, *get_args(info.annotation)) if hasattr(a, "model_fields")), None
+        )
     return low, high
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import get_args
 
 from annotated_types import Ge, Le
 from pydantic import BaseModel
@@ -52,11 +53,15 @@ def _range(info: FieldInfo) -> str:
     return f"{_number(low) if low is not None else '…'} – {_number(high) if high is not None else '…'}"  # type: ignore[arg-type]
 
 
+def _is_model(annotation: object) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
 def _sections(model: type[BaseModel], prefix: str = "") -> list[tuple[str, type[BaseModel]]]:
     found = [(prefix, model)]
     for name, info in model.model_fields.items():
-        sub = info.annotation
-        if isinstance(sub, type) and issubclass(sub, BaseModel):
+        sub = next((a for a in (info.annotation, *get_args(info.annotation)) if _is_model(a)), None)
+        if sub is not None:
             found += _sections(sub, f"{prefix}{name}.")
     return found
 

@@ -12,7 +12,20 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, ValidationInfo, field_validator, model_validator
 
-from .base import Float, Int, KeySetUrl, ListenAddress, Section, Str, UpstreamUrl, invalid, required, setting
+from .base import (
+    Bool,
+    Float,
+    Int,
+    KeySetUrl,
+    ListenAddress,
+    Section,
+    Str,
+    UpstreamUrl,
+    invalid,
+    required,
+    setting,
+)
+from .credentials import GoogleIdTokens, KeySet
 
 TENANT_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 MIB = 1024 * 1024
@@ -24,7 +37,7 @@ def _audience(value: object) -> object:
     return value
 
 
-class Iap(Section):
+class Iap(KeySet):
     """How IAP's signed header is verified."""
 
     audiences: tuple[Annotated[str, BeforeValidator(_audience)], ...] = setting(
@@ -39,31 +52,8 @@ class Iap(Section):
         "hosts (tests, dev-iap).",
     )
     issuer: Str = setting("https://cloud.google.com/iap", "the exact `iss` required.")
-    leeway_seconds: Int = setting(30, "clock skew allowed on `exp` and `iat`.", low=0, high=300)
     max_token_lifetime_seconds: Int = setting(
         600, "`exp - iat` must not exceed this (IAP's assertions live 10 minutes).", low=60, high=86400
-    )
-    key_refresh_seconds: Int = setting(
-        3600,
-        "how often the key set is refetched. A failed refresh keeps the last good keys and is retried "
-        "after 2, 5, 10, 30, 60 s.",
-        low=60,
-        high=86400,
-    )
-    key_min_refetch_seconds: Int = setting(
-        30,
-        "an assertion signed with an unknown `kid` triggers a refetch at most this often, so a flood of "
-        "made-up key ids costs one fetch per interval.",
-        low=1,
-        high=3600,
-    )
-    key_fetch_timeout_seconds: Int = setting(5, "timeout of one key-set fetch.", low=1, high=60)
-    token_cache_size: Int = setting(
-        10_000,
-        "verified assertions kept (until their `exp` + leeway), so each signature is checked once. "
-        "0 disables the cache.",
-        low=0,
-        high=1_000_000,
     )
 
     @field_validator("audiences")
@@ -176,6 +166,26 @@ class Settings(Section):
         "`0.0.0.0:9090`, reachable only from Managed Prometheus by NetworkPolicy.",
     )
     tracing: Tracing = setting(Tracing(), "tracing (below).")
+    google_id_tokens: GoogleIdTokens | None = setting(
+        None,
+        "accept Google-signed OIDC ID tokens as `Authorization: Bearer` (or `Proxy-Authorization`), over "
+        "HTTP and gRPC, for callers inside the VPC (below). Off when absent.",
+    )
+    accept_ray_token: Bool = setting(
+        False,
+        "accept a request bearing exactly the cluster's Ray token (`ray_token_file`; `X-Ray-Authorization` "
+        "or `Authorization: Bearer`, as KubeRay's operator and RayJob submitters send it) as the principal "
+        "`system:ray-token`, bindable in the policy as the member `system:ray-token`.",
+    )
+    client_listen: ListenAddress | None = setting(
+        None,
+        "`HOST:PORT` of the Ray Client (gRPC, `ray://`) listener. Off when absent. In the pod: "
+        "`0.0.0.0:10001`.",
+    )
+    client_upstream: ListenAddress = setting(
+        "127.0.0.1:18001",
+        "Ray's client server (`ray start --ray-client-server-port`), on loopback.",
+    )
 
     @model_validator(mode="before")
     @classmethod

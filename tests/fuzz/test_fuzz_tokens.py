@@ -245,7 +245,7 @@ def test_fuzz_signed_claims_are_judged_by_the_rules() -> None:
 
 def test_fuzz_header_values_yield_one_assertion_or_a_token_error() -> None:
     class Recording:
-        kind, label, ready = CredentialKind.IAP, "IAP assertion", True
+        kind, label, ready, problem = CredentialKind.IAP, "IAP assertion", True, None
         got: list[str] = []
 
         def claims(self, presented: Presented) -> bool:

@@ -26,3 +26,8 @@ class Provider(Protocol):
     def ready(self) -> bool:
         """Whether it can verify anything now (its keys are loaded)."""
         ...
+
+    @property
+    def problem(self) -> str | None:
+        """Why it cannot verify anything now (for readiness), or None."""
+        ...

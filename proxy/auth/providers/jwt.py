@@ -44,6 +44,10 @@ class JwtProvider:
     def ready(self) -> bool:
         return self.store.ready
 
+    @property
+    def problem(self) -> str | None:
+        return None if self.store.ready else f"{self.key_set_label} not loaded"
+
     async def authenticate(self, value: str) -> Identity:
         if self.cache is not None:
             cached = self.cache.get(value)

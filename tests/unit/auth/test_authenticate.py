@@ -14,7 +14,7 @@ from proxy.model import CredentialKind, Identity
 
 class Recorder:
     def __init__(self, kind: CredentialKind, label: str, where: tuple[str, ...]) -> None:
-        self.kind, self.label, self.where, self.ready = kind, label, where, True
+        self.kind, self.label, self.where, self.ready, self.problem = kind, label, where, True, None
         self.got: list[str] = []
 
     def claims(self, presented: Presented) -> bool:

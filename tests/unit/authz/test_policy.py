@@ -71,3 +71,21 @@ def test_user_binding_does_not_match_a_service_account_of_the_same_name() -> Non
     assert problems == [] and pol is not None
     assert not pol.decide(ident("svc@p.iam.gserviceaccount.com.evil.com"), "t", Verb.VIEW).granted
     assert pol.decide(ident("svc@p.iam.gserviceaccount.com"), "t", Verb.VIEW).granted
+
+
+def test_the_ray_token_principal_matches_only_its_own_member() -> None:
+    from proxy.auth.providers.ray_token import IDENTITY
+
+    assert P.decide(IDENTITY, "team-a", Verb.SUBMIT).granted
+    assert "system:ray-token" in P.decide(IDENTITY, "team-a", Verb.SUBMIT).reason
+    assert not P.decide(IDENTITY, "team-b", Verb.VIEW).granted
+    impostor = Identity(email="system:ray-token", subject="s")  # any other credential kind
+    assert not P.decide(impostor, "team-a", Verb.VIEW).granted
+
+
+@pytest.mark.parametrize("member", ["system:root", "system:", "system:ray_token"])
+def test_unknown_system_principals_are_refused(member: str) -> None:
+    problems: list[str] = []
+    doc = {"roles": {"r": ["view"]}, "bindings": [{"tenant": "t", "role": "r", "members": [member]}]}
+    assert parse_policy(doc, problems) is None
+    assert any("is not a system principal" in p for p in problems), problems

@@ -86,8 +86,8 @@ def test_all_problems_are_reported_together(tmp_path: Path) -> None:
         load(write(tmp_path, text))
     assert err.value.problems == [
         "tenant: 'A' must be a Kubernetes namespace name",
-        "iap.jwks_url: 'http://keys.example.com/k' must be https (plain http is allowed only on loopback)",
         "iap.leeway_seconds: '30' must be an integer",
+        "iap.jwks_url: 'http://keys.example.com/k' must be https (plain http is allowed only on loopback)",
         "limits.max_body_bytes: -1 must be between 0 and 1.09951e+12",
         "limits.speed: unknown key",
         "tracing.exporter: 'jaeger' must be none or console",

@@ -1,0 +1,72 @@
+"""Settings of the credential kinds beyond IAP's header: Google ID tokens verified by the proxy itself,
+and the cluster's own Ray token for in-cluster callers. `KeySet` is what every signed-token kind
+shares: how its keys are fetched and cached, and the clock skew it allows."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BeforeValidator, field_validator
+
+from .base import Int, KeySetUrl, Section, invalid, setting
+
+# Any gcloud-minted token carries this audience: accepting it would accept every gcloud user's token.
+GCLOUD_CLIENT_ID = "32555940559.apps.googleusercontent.com"
+
+
+class KeySet(Section):
+    leeway_seconds: Int = setting(30, "clock skew allowed on `exp` and `iat`.", low=0, high=300)
+    key_refresh_seconds: Int = setting(
+        3600,
+        "how often the key set is refetched. A failed refresh keeps the last good keys and is retried "
+        "after 2, 5, 10, 30, 60 s.",
+        low=60,
+        high=86400,
+    )
+    key_min_refetch_seconds: Int = setting(
+        30,
+        "a token signed with an unknown `kid` triggers a refetch at most this often, so a flood of "
+        "made-up key ids costs one fetch per interval.",
+        low=1,
+        high=3600,
+    )
+    key_fetch_timeout_seconds: Int = setting(5, "timeout of one key-set fetch.", low=1, high=60)
+    token_cache_size: Int = setting(
+        10_000,
+        "verified tokens kept (until their `exp` + leeway), so each signature is checked once. 0 disables "
+        "the cache.",
+        low=0,
+        high=1_000_000,
+    )
+
+
+def _id_token_audience(value: object) -> object:
+    if not isinstance(value, str) or not value.strip():
+        raise invalid("must be a non-empty string")
+    if value == GCLOUD_CLIENT_ID:
+        raise invalid("is gcloud's own client id: every gcloud token carries it; name your own audience")
+    return value
+
+
+class GoogleIdTokens(KeySet):
+    """Google-signed OIDC ID tokens as `Authorization: Bearer` (inside the VPC, CI, Ray Client)."""
+
+    audiences: tuple[Annotated[str, BeforeValidator(_id_token_audience)], ...] = setting(
+        doc="the accepted `aud` values, e.g. the URL the callers use (`gcloud auth print-identity-token "
+        "--audiences=URL`, `fetch_id_token(request, URL)`). Required: no default audience is ever accepted."
+    )
+    jwks_url: KeySetUrl = setting(
+        "https://www.googleapis.com/oauth2/v3/certs",
+        "Google's OAuth 2.0 key set (JWKS, or the PEM certificates at `oauth2/v1/certs`); only RSA keys "
+        "of 2048 bits or more are kept (RS256).",
+    )
+    max_token_lifetime_seconds: Int = setting(
+        3600, "`exp - iat` must not exceed this (Google's ID tokens live an hour).", low=60, high=86400
+    )
+
+    @field_validator("audiences")
+    @classmethod
+    def _some(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise invalid("must list at least one audience")
+        return value
