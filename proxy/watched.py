@@ -38,7 +38,8 @@ class WatchedFile:
         self.interval = interval_seconds
         self.seen: Signature | None = None
         self.last_error: str | None = None
-        self.changes = 0
+        self.changes = 0  # versions taken
+        self.failures = 0  # versions refused, and streaks of a file that cannot be read
         self._task: asyncio.Task[None] | None = None
 
     def load(self) -> None:
@@ -54,12 +55,16 @@ class WatchedFile:
                 return False
             content = self.path.read_bytes()
         except OSError as exc:
-            self._fail(f"cannot be read ({exc.strerror or type(exc).__name__})")
+            why = f"cannot be read ({exc.strerror or type(exc).__name__})"
+            if why != self.last_error:
+                self.failures += 1
+            self._fail(why)
             return False
         self.seen = sig
         try:
             self.on_change(content)
         except Exception as exc:
+            self.failures += 1
             self._fail(str(exc) or type(exc).__name__)
             return False
         self.changes += 1

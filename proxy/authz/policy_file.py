@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BeforeValidator, Field
 from ..errors import ConfigError
 from ..model import Verb
 from ..settings.base import Section, Str, invalid
-from ..settings.load import read_yaml, validate
+from ..settings.load import parse_yaml, read_yaml, validate
 from ..settings.schema import TENANT_RE
 from .policy import Binding, Member, MemberKind, Policy
 
@@ -166,6 +166,21 @@ def read_policy(path: Path) -> Policy:
     policy = parse_policy(raw, problems)
     if policy is None:
         raise ConfigError([f"{path}: {p}" for p in problems])
+    return policy
+
+
+def policy_from_text(content: bytes, path: Path) -> Policy:
+    """A new version of the policy file (as a watcher read it), checked and compiled; ConfigError
+    naming every problem, each with the file, key path and value."""
+    problems: list[str] = []
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError([f"policy_file: {str(path)!r} is not UTF-8 text"]) from None
+    raw = parse_yaml(text, path, "policy_file", problems)
+    policy = parse_policy(raw, problems) if not problems else None
+    if policy is None:
+        raise ConfigError([p if p.startswith("policy_file:") else f"{path}: {p}" for p in problems])
     return policy
 
 

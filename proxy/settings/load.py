@@ -56,6 +56,14 @@ def read_yaml(path: Path, key: str, problems: list[str]) -> Any:
     except OSError as exc:
         problems.append(f"{key}: {str(path)!r} cannot be read ({exc.strerror or exc})")
         return None
+    except UnicodeDecodeError:
+        problems.append(f"{key}: {str(path)!r} is not UTF-8 text")
+        return None
+    return parse_yaml(text, path, key, problems)
+
+
+def parse_yaml(text: str, path: Path, key: str, problems: list[str]) -> Any:
+    """`text` (the content of `path`) as a document, or None with a problem naming `key` and the path."""
     try:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:

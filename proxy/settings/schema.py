@@ -26,6 +26,7 @@ from .base import (
     setting,
 )
 from .credentials import GoogleIdTokens, KeySet
+from .sources import GoogleGroups, KubernetesRbac
 
 TENANT_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 MIB = 1024 * 1024
@@ -185,6 +186,16 @@ class Settings(Section):
     client_upstream: ListenAddress = setting(
         "127.0.0.1:18001",
         "Ray's client server (`ray start --ray-client-server-port`), on loopback.",
+    )
+    kubernetes_rbac: KubernetesRbac | None = setting(
+        None,
+        "Kubernetes RBAC as a policy source: Roles and RoleBindings on `rayclusters/proxy` grant verbs "
+        "(below; [policy](policy.md#kubernetes-rbac)). Off when absent.",
+    )
+    google_groups: GoogleGroups | None = setting(
+        None,
+        "resolve the policy's groups through Cloud Identity with the pod's Workload Identity (below; "
+        "[policy](policy.md#google-groups)). Off when absent: groups hold only their listed members.",
     )
 
     @model_validator(mode="before")
