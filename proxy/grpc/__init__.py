@@ -77,15 +77,20 @@ class Refusal(Enum):
 # The one table from a refusal kind to a gRPC code (see the module docstring for why these).
 STATUS: Mapping[Refusal, grpc.StatusCode] = MappingProxyType(
     {
-        Refusal.UNAUTHENTICATED: grpc.StatusCode.FAILED_PRECONDITION,  # details say "sign in"
-        Refusal.FORBIDDEN: grpc.StatusCode.FAILED_PRECONDITION,  # details say "not allowed"
-        Refusal.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+        # Final, so ray.init ends at once and shows the details; UNAUTHENTICATED and PERMISSION_DENIED
+        # would leave it reconnecting for ever. The code is shared: the details must say which it is.
+        Refusal.UNAUTHENTICATED: grpc.StatusCode.FAILED_PRECONDITION,
+        Refusal.FORBIDDEN: grpc.StatusCode.FAILED_PRECONDITION,
         Refusal.MALFORMED: grpc.StatusCode.INVALID_ARGUMENT,
-        Refusal.UNKNOWN_METHOD: grpc.StatusCode.UNIMPLEMENTED,
-        Refusal.SESSION_TAKEN: grpc.StatusCode.PERMISSION_DENIED,
         Refusal.TOO_MANY_SESSIONS: grpc.StatusCode.RESOURCE_EXHAUSTED,
+        # Transient: Ray's client retries (30 s at connect, its reconnect grace period in a session).
+        Refusal.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
         Refusal.UPSTREAM_UNREACHABLE: grpc.StatusCode.UNAVAILABLE,
         Refusal.INTERNAL: grpc.StatusCode.INTERNAL,
+        # What a gRPC server answers for a method it does not serve; Ray's client never calls one.
+        Refusal.UNKNOWN_METHOD: grpc.StatusCode.UNIMPLEMENTED,
+        # Only a client presenting someone else's client_id gets this; it is left to retry.
+        Refusal.SESSION_TAKEN: grpc.StatusCode.PERMISSION_DENIED,
     }
 )
 

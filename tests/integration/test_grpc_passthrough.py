@@ -513,3 +513,26 @@ def test_every_record_field_is_named() -> None:
     names = set(CallRecord.__dataclass_fields__)
     assert names >= {"method", "verb", "principal", "decision", "code", "details", "bytes_in", "bytes_out"}
     assert names >= {"messages_in", "messages_out", "duration_s", "client_id", "peer"}
+
+
+def test_the_method_table_is_exactly_ray_clients_and_the_ping_answer_is_rays() -> None:
+    from ray.core.generated import ray_client_pb2
+
+    from proxy.grpc import methods
+
+    ray_methods = {
+        f"/{service.full_name}/{m.name}": methods.Kind.BIDI
+        if m.client_streaming
+        else methods.Kind.SERVER_STREAM
+        if m.server_streaming
+        else methods.Kind.UNARY
+        for service in ray_client_pb2.DESCRIPTOR.services_by_name.values()
+        for m in service.methods
+    }
+    assert {name: m.kind for name, m in methods.METHODS.items()} == ray_methods
+    assert {methods.verb_for(name) for name in ray_methods} == {"client"}
+    with pytest.raises(methods.UnknownMethod):
+        methods.verb_for("/ray.rpc.RayletDriver/Nope")
+    ping = ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING)
+    assert ping.SerializeToString() == b"\x08\x06"
+    assert methods.PING_ANSWER == ray_client_pb2.ClusterInfoResponse(json="{}").SerializeToString()
