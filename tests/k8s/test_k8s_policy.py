@@ -307,7 +307,31 @@ def test_head_and_gpu_workers_run_only_on_accelerator_nodes(overlay: Rendered) -
 # --- identity -------------------------------------------------------------------------------
 
 
-def test_no_kubernetes_api_access(overlay: Rendered) -> None:
+SA_TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"  # where the in-cluster client looks
+REVIEWER_RULES = [
+    {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"], "verbs": ["create"]}
+]
+RAY_VERBS = {"view", "logs", "submit", "stop", "delete", "serve", "debug", "client"}
+
+
+def _token_mounts(pod: RayPod) -> dict[str, list[str]]:
+    """container -> mount paths of volumes that carry a ServiceAccount token."""
+    token_volumes = {
+        v["name"]
+        for v in pod.spec.get("volumes", [])
+        if any("serviceAccountToken" in src for src in v.get("projected", {}).get("sources", []))
+    }
+    return {
+        c["name"]: [m["mountPath"] for m in c.get("volumeMounts", []) if m["name"] in token_volumes]
+        for c in pod.spec["containers"]
+    }
+
+
+def test_kubernetes_api_access_only_for_the_rbac_source(overlay: Rendered) -> None:
+    """Ray never holds a Kubernetes token (no automount anywhere: the ServiceAccount is per pod, and
+    the Ray container runs user code). Where the config uses Kubernetes RBAC, the sidecar alone gets
+    its ServiceAccount's token (a projected volume), and that ServiceAccount may create
+    SubjectAccessReviews and nothing else; elsewhere there is no RBAC object at all."""
     accounts = {sa["metadata"]["name"]: sa for sa in overlay.of_kind("ServiceAccount")}
     for sa in accounts.values():
         assert sa["automountServiceAccountToken"] is False
@@ -315,5 +339,34 @@ def test_no_kubernetes_api_access(overlay: Rendered) -> None:
         assert pod.spec["serviceAccountName"] in accounts
         assert pod.spec["automountServiceAccountToken"] is False
     assert overlay.one("RayCluster")["spec"]["enableInTreeAutoscaling"] is False  # it would need a token
-    for kind in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"):
-        assert overlay.of_kind(kind) == []
+    head, config = _head(overlay), _proxy_config(overlay)
+    mounts = {p.name: _token_mounts(p) for p in all_ray_pods(overlay)}
+    if "kubernetes_rbac" not in config:
+        for kind in ("Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"):
+            assert overlay.of_kind(kind) == []
+        assert all(paths == [] for pod in mounts.values() for paths in pod.values())
+        return
+    expected = {p.name: {c["name"]: [] for c in p.spec["containers"]} for p in all_ray_pods(overlay)}
+    expected[head.name][SIDECAR_NAME] = [SA_TOKEN_DIR]
+    assert mounts == expected
+    (reviewer,) = overlay.of_kind("ClusterRole")
+    assert reviewer["rules"] == REVIEWER_RULES
+    (binding,) = overlay.of_kind("ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": reviewer["metadata"]["name"],
+    }
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": head.spec["serviceAccountName"], "namespace": overlay.namespace}
+    ]
+    cluster = overlay.one("RayCluster")["metadata"]["name"]
+    assert config["kubernetes_rbac"]["ray_cluster"] == cluster
+    roles = {r["metadata"]["name"]: r for r in overlay.of_kind("Role")}
+    for role in roles.values():  # the example Roles grant the proxy's verbs on this cluster, nothing else
+        for rule in role["rules"]:
+            assert rule["apiGroups"] == ["ray.io"] and rule["resources"] == ["rayclusters/proxy"]
+            assert rule["resourceNames"] == [cluster] and set(rule["verbs"]) <= RAY_VERBS
+    for rb in overlay.of_kind("RoleBinding"):  # people and groups, never a ServiceAccount of the pods
+        assert rb["roleRef"]["kind"] == "Role" and rb["roleRef"]["name"] in roles
+        assert {s["kind"] for s in rb["subjects"]} <= {"User", "Group"}

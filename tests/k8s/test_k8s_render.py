@@ -11,8 +11,13 @@ from pathlib import Path
 import pytest
 from k8s_render import OVERLAYS_DIR, REPO, Rendered, find_kubectl, load_documents, overlay_names
 
-TENANT_OVERLAYS = {"team-a": "team-a", "team-b": "team-b", "team-a-gateway": "team-a"}
-CLUSTER_SCOPED = {"Namespace"}
+TENANT_OVERLAYS = {
+    "team-a": "team-a",
+    "team-b": "team-b",
+    "team-a-gateway": "team-a",
+    "team-a-rbac": "team-a",
+}
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
 # The generated ConfigMap's name carries a content hash whose algorithm changed between
 # kustomize v2 and v3+; everything else must be identical.
 CONFIGMAP_HASH = re.compile(r"\bray-iap-proxy-[a-z0-9]{10}\b")
@@ -53,12 +58,13 @@ def test_each_overlay_is_one_tenant_namespace(overlay: Rendered) -> None:
                 "NetworkPolicy",
                 "PodMonitoring",
             },
-            ["team-a", "team-b", "team-a-gateway"],
+            ["team-a", "team-b", "team-a-gateway", "team-a-rbac"],
         ),
-        ({"Ingress", "BackendConfig", "ManagedCertificate"}, ["team-a", "team-b"]),
+        ({"Ingress", "BackendConfig", "ManagedCertificate"}, ["team-a", "team-b", "team-a-rbac"]),
         ({"Gateway", "HTTPRoute", "GCPBackendPolicy", "HealthCheckPolicy"}, ["team-a-gateway"]),
+        ({"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}, ["team-a-rbac"]),
     ],
-    ids=["common", "ingress", "gateway"],
+    ids=["common", "ingress", "gateway", "rbac"],
 )
 def test_overlay_contents(rendered: dict[str, Rendered], kinds: set[str], overlays: list[str]) -> None:
     for name in overlays:
