@@ -120,6 +120,9 @@ def driver_env() -> dict[str, str]:
     scrub = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
     env = {k: v for k, v in os.environ.items() if k not in scrub}
     env["PYTHONUNBUFFERED"] = "1"
+    # No test here reconnects, and Ray's proxier holds even a failed session start for the client's
+    # grace period (default 30 s) before it answers: keep a RAY_START_FLAKE retry short.
+    env["RAY_CLIENT_RECONNECT_GRACE_PERIOD"] = "5"
     return env
 
 
