@@ -15,6 +15,7 @@ from devkit.config import AUDIENCE
 from devkit.keys import KeyServer
 from devkit.proxy import start_proxy
 from devkit.ray_double import RayDouble
+from devkit.records import AccessRecords
 from proxy import dev
 
 
@@ -118,3 +119,9 @@ async def make_client(
 @pytest.fixture
 async def proxy_client(make_client: Callable[..., Awaitable[TestClient]]) -> TestClient:
     return await make_client()
+
+
+@pytest.fixture
+def access_records() -> AccessRecords:
+    """Where a proxy's access records go when given as `make_proxy(access_log=access_records)`."""
+    return AccessRecords()

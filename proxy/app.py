@@ -5,29 +5,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TextIO
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from .admit import Admission
 from .auth.service import AuthService, FetchFactory
-from .authz.policy import Policy
+from .authz.authorizer import Union
+from .authz.policy import EMPTY_POLICY, Policy
+from .authz.policy_file import read_policy
 from .authz.routes import DEFAULT_TABLE, RouteTable
-from .authz.sources.build import PolicySources, build_sources
+from .authz.sources.static import StaticPolicy
 from .http.listener import ProxyRunner
 from .http.pipeline import PROXY, Proxy, handle
 from .model import Transport
 from .settings import Settings
 from .telemetry import Telemetry
 from .telemetry.metrics import metrics_app
+from .telemetry.project import resolve_project
+from .telemetry.writer import AccessWriter
 from .upstream.base import AiohttpUpstream
 from .upstream.ray_token import RayToken
 
 log = logging.getLogger("ray_iap_proxy")
-SOURCES = web.AppKey("policy_sources", PolicySources)  # for metrics: reloads, reviews, cache counters
 CUT_WAIT_SECONDS = 2.0  # after the grace period: how long cancelled requests get to unwind
 
 
@@ -47,16 +51,20 @@ def build_app(
     routes: RouteTable = DEFAULT_TABLE,
     fetch: FetchFactory | None = None,
     clock: Callable[[], float] | None = None,
-    sources: PolicySources | None = None,
+    access_log: TextIO | None = None,
 ) -> web.Application:
     """The proxy as an aiohttp application. `policy` defaults to `settings.policy_file`'s; `fetch` and
-    `clock` are seams for tests; `sources` the policy sources (default: built from the settings, the
-    policy file watched)."""
+    `clock` are seams for tests; `access_log` is where records go (default: stdout)."""
     app = web.Application(client_max_size=1024, middlewares=[_unrouted_too])
-    telemetry = Telemetry(settings.tracing.exporter)
-    if sources is None:
-        sources = build_sources(settings, policy=policy)
-    app[SOURCES] = sources
+    telemetry = Telemetry(
+        settings.tracing.exporter,
+        tenant=settings.tenant,
+        trusted_proxies=settings.access_log.trusted_proxies,
+        upstream=settings.upstream,
+        writer=AccessWriter(access_log),
+    )
+    if policy is None:
+        policy = read_policy(settings.policy_file) if settings.policy_file is not None else EMPTY_POLICY
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         ray_token = RayToken(settings.ray_token_file)
@@ -70,7 +78,7 @@ def build_app(
             tenant=settings.tenant,
             authenticate=auth.authenticator.authenticate,
             routes={Transport.HTTP: routes},
-            authorizer=sources.union(),
+            authorizer=Union([StaticPolicy(policy)]),
             max_target_length=settings.limits.max_target_length,
         )
         upstream = AiohttpUpstream(settings.upstream, settings.limits)
@@ -83,19 +91,18 @@ def build_app(
             ray_token=ray_token,
             telemetry=telemetry,
         )
+        telemetry.project = await resolve_project(settings.access_log.project_id, os.environ)
         await auth.start()
         if ray_token.watch is not None:
             ray_token.watch.start()
-        sources.start()
         try:
             yield
         finally:
-            await sources.close()
             await auth.stop()
             if ray_token.watch is not None:
                 await ray_token.watch.stop()
             await upstream.close()
-            telemetry.shutdown()
+            await telemetry.close()
 
     async def on_shutdown(app: web.Application) -> None:
         # The listener is closed and idle connections too; what is left is in flight.

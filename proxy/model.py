@@ -155,8 +155,13 @@ class RequestContext:
     target: str
     remote: str
     started: float
-    trace_id: str = ""
-    span_id: str = ""
+    trace_id: str = ""  # 32 hex, "" when neither the caller nor our tracing started a trace
+    span_id: str = ""  # our server span; without tracing, the caller's span (the load balancer's)
+    trace_sampled: bool = False
+    user_agent: str = ""
+    forwarded_for: str = ""  # X-Forwarded-For as received: trusted only from `access_log.trusted_proxies`
+    protocol: str = ""  # "HTTP/1.1", "HTTP/2"
+    job_id: str = ""  # the Ray job or submission id the request names or creates, when known
     identity: Identity | None = None
     tenant: str = ""
     route: Route | None = None

@@ -59,8 +59,9 @@ PROXY = web.AppKey("proxy", Proxy)
 
 def begin(
     request: web.BaseRequest, proxy: Proxy, method: str, target: str, headers: Mapping[str, str]
-) -> tuple[RequestContext, Span]:
-    """The request's context and span: ids first, everything else filled in as the request goes."""
+) -> tuple[RequestContext, Span | None]:
+    """The request's context and span (None when not tracing): ids first, everything else filled in
+    as the request goes."""
     ctx = RequestContext(
         request_id=secrets.token_hex(16),
         method=method,
@@ -68,11 +69,11 @@ def begin(
         remote=request.remote or "",
         started=time.monotonic(),
         tenant=proxy.tenant,
+        user_agent=headers.get("User-Agent", ""),
+        forwarded_for=headers.get("X-Forwarded-For", ""),  # believed only from a trusted proxy
+        protocol=f"HTTP/{request.version.major}.{request.version.minor}",
     )
-    span = proxy.telemetry.start_span(method, headers)
-    sc = span.get_span_context()
-    ctx.trace_id, ctx.span_id = f"{sc.trace_id:032x}", f"{sc.span_id:016x}"
-    return ctx, span
+    return ctx, proxy.telemetry.begin(ctx, headers)
 
 
 def facts(request: web.Request) -> Facts:
@@ -90,15 +91,12 @@ def facts(request: web.Request) -> Facts:
 async def handle(request: web.Request) -> web.StreamResponse:
     proxy = request.app[PROXY]
     ctx, span = begin(request, proxy, request.method, request.raw_path, request.headers)
-    fwd = request.headers.get("X-Forwarded-For")
-    if fwd:
-        ctx.extra["forwarded_for"] = fwd[:200]  # logged for the record, trusted for nothing
     response: web.StreamResponse | None = None
     task = asyncio.current_task()
     if task is not None:
         proxy.inflight.add(task)
     try:
-        response = await _serve(request, proxy, ctx)
+        response = await _serve(request, proxy, ctx, span)
     except ProxyError as exc:
         upstream_status = exc.upstream_status if isinstance(exc, UpstreamError) else None
         decision = (ctx.decision or "error") if isinstance(exc, UpstreamError) else "deny"
@@ -117,22 +115,26 @@ async def handle(request: web.Request) -> web.StreamResponse:
             proxy.inflight.discard(task)
         if response is not None:
             ctx.status = response.status
-        proxy.telemetry.record(ctx, span, request.headers.get("User-Agent", ""))
+            if not ctx.bytes_out and isinstance(response, web.Response):  # our own answer's body
+                ctx.bytes_out = response.content_length or 0
+        proxy.telemetry.record(ctx, span)
     return response
 
 
-async def _serve(request: web.Request, proxy: Proxy, ctx: RequestContext) -> web.StreamResponse:
+async def _serve(
+    request: web.Request, proxy: Proxy, ctx: RequestContext, span: Span | None = None
+) -> web.StreamResponse:
     if probes.is_probe(request.method, request.raw_path):
         return await probes.answer(proxy, ctx, request.raw_path)
     verdict = await proxy.admission.admit(facts(request))
     ctx.apply(verdict)
     if verdict.kind is not None:
         return refuse(request, ctx, verdict.kind, verdict.reason, hint=verdict.hint)
-    return await forward(request, proxy, ctx, verdict)
+    return await forward(request, proxy, ctx, verdict, span)
 
 
 async def forward(
-    request: web.Request, proxy: Proxy, ctx: RequestContext, verdict: Verdict
+    request: web.Request, proxy: Proxy, ctx: RequestContext, verdict: Verdict, span: Span | None = None
 ) -> web.StreamResponse:
     """An allowed request: answered here (LOCAL routes) or relayed with Ray's credentials swapped in."""
     route, target = verdict.route, verdict.target
@@ -141,9 +143,11 @@ async def forward(
     if route.action is Action.LOCAL:
         return _local(route, ctx)
     headers = request_headers(request.headers.items(), proxy.ray_token.value)
-    if verdict.upgrade:
-        return await proxy.upstream.websocket(request, ctx, target.raw, headers)
-    return await proxy.upstream.http(request, ctx, target.raw, headers)
+    # the client span and Ray's `traceparent`; upstream latency, errors and open WebSockets
+    with proxy.telemetry.upstream(ctx, headers, span, request.headers, verdict.upgrade) as headers:
+        if verdict.upgrade:
+            return await proxy.upstream.websocket(request, ctx, target.raw, headers)
+        return await proxy.upstream.http(request, ctx, target.raw, headers)
 
 
 def refuse(
@@ -169,6 +173,7 @@ def refuse_unparseable(
     """aiohttp refused the request before any handler ran (its parser, or an error escaping it):
     answer like every other refusal and leave one access record. `parser` names aiohttp's error."""
     ctx, span = begin(request, proxy, "-", "-", {})
+    ctx.protocol = ""  # unknown: the request line itself may be what failed
     if parser is not None:
         ctx.extra["parser"] = parser
     status = status_for(kind)

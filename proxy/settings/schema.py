@@ -6,11 +6,12 @@ in docs/configuration.md from it; `ray-iap-proxy schema` prints it as JSON Schem
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, ValidationInfo, field_validator, model_validator
+from pydantic import BeforeValidator, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
 from .base import (
     Bool,
@@ -118,11 +119,49 @@ class Limits(Section):
 
 
 class Tracing(Section):
-    """Spans: where they go."""
+    """Spans: where they go. The exporter's endpoint, protocol and sampling come from the standard
+    `OTEL_*` environment variables ([security teams](security-teams.md#traces))."""
 
-    exporter: Literal["none", "console"] = setting(
-        "none",
-        "`none` or `console` (spans printed to stdout). Trace ids are in every access record either way.",
+    exporter: Literal["none", "console", "otlp"] | None = setting(
+        None,
+        "`otlp` (to `OTEL_EXPORTER_OTLP_ENDPOINT`, over `OTEL_EXPORTER_OTLP_PROTOCOL` `http/protobuf` or "
+        "`grpc`), `console` (spans printed to stderr) or `none`. Off costs nothing; trace ids from the "
+        "caller's `traceparent` or `X-Cloud-Trace-Context` are in every access record either way.",
+        shown="$OTEL_TRACES_EXPORTER or none",
+    )
+
+
+def _network(value: object) -> object:
+    if not isinstance(value, str):
+        raise invalid("must be a string")
+    try:
+        return ipaddress.ip_network(value.strip(), strict=True)
+    except ValueError:
+        raise invalid("must be an IP network such as 35.191.0.0/16 (host bits zero) or one address") from None
+
+
+Network = Annotated[
+    ipaddress.IPv4Network | ipaddress.IPv6Network,
+    BeforeValidator(_network),
+    WithJsonSchema({"type": "string", "description": "an IP network, e.g. 35.191.0.0/16"}),
+]
+
+
+class AccessLog(Section):
+    """The access record: its trace links and which client address it believes."""
+
+    project_id: Str = setting(
+        "auto",
+        "the Google Cloud project in `logging.googleapis.com/trace` (`projects/PROJECT/traces/ID`). "
+        "`auto`: asked once at start-up from the metadata server (`$GCE_METADATA_HOST`, else "
+        "`metadata.google.internal`) when running on Kubernetes or when `GCE_METADATA_HOST` is set; "
+        '`""`: no trace links.',
+    )
+    trusted_proxies: tuple[Network, ...] = setting(
+        (),
+        "networks of the hops whose `X-Forwarded-For` is believed for `httpRequest.remoteIp`. Behind "
+        "Google's load balancer: `130.211.0.0/22`, `35.191.0.0/16` and the forwarding rule's own "
+        "address (it appends `client, load-balancer`). Empty: the TCP peer is the client.",
     )
 
 
@@ -167,6 +206,7 @@ class Settings(Section):
         "`0.0.0.0:9090`, reachable only from Managed Prometheus by NetworkPolicy.",
     )
     tracing: Tracing = setting(Tracing(), "tracing (below).")
+    access_log: AccessLog = setting(AccessLog(), "the access record's trace links and client address (below).")
     google_id_tokens: GoogleIdTokens | None = setting(
         None,
         "accept Google-signed OIDC ID tokens as `Authorization: Bearer` (or `Proxy-Authorization`), over "

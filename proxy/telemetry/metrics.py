@@ -1,115 +1,194 @@
-"""`/metrics` on a listener of its own (`metrics_listen`), never on the public one.
+"""`/metrics` (Prometheus, through `prometheus_client`) on a listener of its own (`metrics_listen`),
+never on the public one.
 
-What it shows: request counts by decision and status, connections, and the health of the IAP key set
-(so that an outage of Google's key endpoint raises an alarm while the proxy keeps verifying with the
-keys it holds). What it never shows: identities, paths, tenants' names, tokens.
+Each application has its own `CollectorRegistry` (never the global one), so a process can hold
+several apps (the tests do). Per-request counters and histograms are updated as requests finish; the
+states (key sets, connections, policy sources) are read at scrape time by `StateCollector` from the
+objects that own them. What it never shows: identities, paths, tenants' names, tokens. Every label
+takes values from a small fixed set (verbs, decisions, statuses, kinds, provider and source names).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import choose_encoder
 
 if TYPE_CHECKING:
     from ..http.pipeline import Proxy
 
-CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# No `_created` series: the scrape stays small. A process-wide switch; this process is the proxy.
+disable_created_metrics()  # type: ignore[no-untyped-call]
+P = "ray_iap_proxy_"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600)
 
 
-@dataclass(frozen=True, slots=True)
-class Metric:
-    name: str
-    kind: str  # "counter" or "gauge"
-    help: str
-    samples: tuple[tuple[Mapping[str, str], float], ...]
+class RequestMetrics:
+    """What is counted as requests finish. Children are cached per label set: one `inc()` per request."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self._requests = Counter(
+            P + "requests",
+            "Requests, WebSocket sessions and gRPC calls answered, by verb, decision and status.",
+            ["transport", "verb", "decision", "status"],
+            registry=r,
+        )
+        self._seconds = Histogram(
+            P + "request_duration_seconds",
+            "Time from the first byte read to the record (a session's duration for WebSocket, gRPC).",
+            ["transport"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.upstream_seconds = Histogram(
+            P + "upstream_duration_seconds",
+            "Time of the HTTP exchange with Ray, answer streamed to the client included.",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self._upstream_errors = Counter(
+            P + "upstream_errors",
+            "Failures talking to Ray, by kind (unreachable, timeout, failed, refused, mid_response).",
+            ["kind"],
+            registry=r,
+        )
+        self.websockets = Gauge(P + "open_websockets", "WebSocket sessions relayed now.", registry=r)
+        self._children: dict[tuple[str, str, str, str], Any] = {}
+        self._durations: dict[str, Any] = {}
+
+    def request(
+        self, transport: str, verb: str | None, decision: str, status: int | str, seconds: float
+    ) -> None:
+        key = (transport, verb or "none", decision, str(status))
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = self._requests.labels(*key)
+        child.inc()
+        timer = self._durations.get(transport)
+        if timer is None:
+            timer = self._durations[transport] = self._seconds.labels(transport)
+        timer.observe(seconds)
+
+    def upstream_error(self, kind: str) -> None:
+        self._upstream_errors.labels(kind.removeprefix("upstream_")).inc()
+
+    def requests_total(self) -> float:
+        """All requests counted so far (for tests and the bench)."""
+        return float(sum(child._value.get() for child in self._children.values()))
 
 
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+class StateCollector:
+    """States read at scrape time from their owners: the proxy, its listener, key sets, sources."""
+
+    def __init__(self, proxy_app: web.Application, runner: web.BaseRunner) -> None:
+        self.app, self.runner = proxy_app, runner
+
+    def collect(self) -> Iterator[Metric]:
+        from ..http.pipeline import PROXY
+
+        if PROXY not in self.app:
+            return
+        proxy: Proxy = self.app[PROXY]
+        telemetry = proxy.telemetry
+        server = self.runner.server
+        yield _gauge("in_flight_requests", "Requests and streams being served.", len(proxy.inflight))
+        yield _gauge("open_connections", "Client connections open.", len(server.connections) if server else 0)
+        yield _gauge("open_grpc_calls", "gRPC calls (Ray Client streams) relayed now.", telemetry.grpc_open())
+        yield _gauge("draining", "1 once shutdown has begun.", 1 if proxy.draining else 0)
+        refused = CounterMetricFamily(P + "refused_connections", "Connections refused over max_connections.")
+        refused.add_metric([], telemetry.connections_refused)
+        yield refused
+        yield from _key_sets(proxy)
+        yield from _sources(proxy)
+        lost = CounterMetricFamily(P + "access_records_lost", "Access records that could not be written.")
+        lost.add_metric([], telemetry.writer.failures)
+        yield lost
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def _gauge(name: str, text: str, value: float, labels: dict[str, str] | None = None) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(P + name, text, labels=list(labels or {}))
+    family.add_metric(list((labels or {}).values()), value)
+    return family
 
 
-def prometheus_text(metrics: Iterable[Metric]) -> str:
-    """Prometheus' text exposition format (version 0.0.4)."""
-    lines: list[str] = []
-    for m in metrics:
-        lines += [f"# HELP {m.name} {m.help}", f"# TYPE {m.name} {m.kind}"]
-        for labels, value in m.samples:
-            text = ",".join(f'{k}="{_label(v)}"' for k, v in sorted(labels.items()))
-            lines.append(f"{m.name}{{{text}}} {_number(value)}" if text else f"{m.name} {_number(value)}")
-    return "\n".join(lines) + "\n"
+def _key_sets(proxy: Proxy) -> Iterator[Metric]:
+    """Per signed-token provider (`iap`, `google_id_token`): is a key set held, its age, its fetches."""
+    loaded = GaugeMetricFamily(
+        P + "key_set_loaded",
+        "1 when a key set is held; 0: that credential fails closed.",
+        labels=["provider"],
+    )
+    age = GaugeMetricFamily(
+        P + "key_set_age_seconds", "Seconds since the key set was fetched (-1: never).", labels=["provider"]
+    )
+    fetches = CounterMetricFamily(P + "key_set_fetches", "Key set fetches attempted.", labels=["provider"])
+    failures = CounterMetricFamily(
+        P + "key_set_fetch_failures", "Key set fetches that failed (old keys kept).", labels=["provider"]
+    )
+    hits = CounterMetricFamily(
+        P + "token_cache_hits", "Tokens found in the verified-token cache.", labels=["provider"]
+    )
+    misses = CounterMetricFamily(P + "token_cache_misses", "Tokens verified afresh.", labels=["provider"])
+    for provider in proxy.authenticator.providers:
+        store = getattr(provider, "store", None)
+        if store is None:
+            continue
+        name = [str(getattr(provider, "kind", "unknown"))]
+        since = store.seconds_since_load()
+        loaded.add_metric(name, 1 if store.ready else 0)
+        age.add_metric(name, -1 if since is None else round(since, 3))
+        fetches.add_metric(name, store.fetches)
+        failures.add_metric(name, store.failures)
+        hits.add_metric(name, getattr(provider, "hits", 0))
+        misses.add_metric(name, getattr(provider, "misses", 0))
+    yield from (loaded, age, fetches, failures, hits, misses)
 
 
-def collect(proxy: Proxy, open_connections: int) -> list[Metric]:
-    verifier = proxy.iap
-    store, telemetry = verifier.store, proxy.telemetry
-    requests = []
-    for key, count in sorted(telemetry.counts.items()):
-        decision, _, status = key.partition(" ")
-        requests.append(({"decision": decision, "status": status}, float(count)))
-    age = store.seconds_since_load()
+# Counters a policy source may keep as plain int attributes (proxy/authz/sources/), by metric name.
+SOURCE_COUNTERS = {
+    "policy_reloads": ("reloads", "Policy reloads that took effect, by source."),
+    "policy_reload_failures": ("reload_failures", "Policy reloads refused (the old policy kept), by source."),
+    "policy_source_errors": ("errors", "Questions a policy source could not answer, by source."),
+}
 
-    def one(name: str, kind: str, text: str, value: float) -> Metric:
-        return Metric(f"ray_iap_proxy_{name}", kind, text, (({}, value),))
 
-    return [
-        Metric(
-            "ray_iap_proxy_requests_total",
-            "counter",
-            "Requests answered, by decision and status.",
-            tuple(requests),
-        ),
-        one("in_flight_requests", "gauge", "Requests and streams being served.", len(proxy.inflight)),
-        one("open_connections", "gauge", "Client connections open.", open_connections),
-        one(
-            "refused_connections_total",
-            "counter",
-            "Connections refused over limits.max_connections.",
-            telemetry.connections_refused,
-        ),
-        one("draining", "gauge", "1 once shutdown has begun.", 1 if proxy.draining else 0),
-        one(
-            "key_set_loaded",
-            "gauge",
-            "1 when an IAP key set is held; 0: every request fails closed.",
-            1 if store.ready else 0,
-        ),
-        one(
-            "key_set_age_seconds",
-            "gauge",
-            "Seconds since the key set was last fetched (-1: never).",
-            -1 if age is None else round(age, 3),
-        ),
-        one("key_set_fetches_total", "counter", "Key set fetches attempted.", store.fetches),
-        one(
-            "key_set_fetch_failures_total",
-            "counter",
-            "Key set fetches that failed (old keys kept).",
-            store.failures,
-        ),
-        one("token_cache_hits_total", "counter", "Assertions found in the token cache.", verifier.hits),
-        one("token_cache_misses_total", "counter", "Assertions verified afresh.", verifier.misses),
-    ]
+def _sources(proxy: Proxy) -> Iterator[Metric]:
+    sources = getattr(getattr(proxy.admission, "authorizer", None), "sources", ())
+    for metric, (attribute, text) in SOURCE_COUNTERS.items():
+        family = CounterMetricFamily(P + metric, text, labels=["source"])
+        for source in sources:
+            value = getattr(source, attribute, None)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                family.add_metric([str(source.name)], value)
+        yield family
+
+
+class _Scrape:
+    def __init__(self, *collectors: Any) -> None:
+        self.collectors = collectors
+
+    def collect(self) -> Iterator[Metric]:
+        for collector in self.collectors:
+            yield from collector.collect()
 
 
 def metrics_app(proxy_app: web.Application, proxy_runner: web.BaseRunner) -> web.Application:
     """The application behind `metrics_listen`: GET /metrics, nothing else."""
-
     from ..http.pipeline import PROXY
 
-    async def metrics(_request: web.Request) -> web.Response:
-        server = proxy_runner.server
-        connections = len(server.connections) if server is not None else 0
-        body = prometheus_text(collect(proxy_app[PROXY], connections))
-        return web.Response(
-            body=body.encode(), headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"}
-        )
+    state = StateCollector(proxy_app, proxy_runner)
+
+    async def metrics(request: web.Request) -> web.Response:
+        encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+        registry = proxy_app[PROXY].telemetry.metrics.registry if PROXY in proxy_app else CollectorRegistry()
+        body = encode(_Scrape(registry, state))
+        return web.Response(body=body, headers={"Content-Type": content_type, "Cache-Control": "no-store"})
 
     app = web.Application()
     app.router.add_get("/metrics", metrics)

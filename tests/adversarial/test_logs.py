@@ -12,10 +12,12 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
 from devkit.config import AUDIENCE
 from devkit.http import get_request, raw_http
 from devkit.ray_double import ASSERTION, MAY_PASS, RayDouble
+from devkit.records import AccessRecords
 from proxy import dev
 from proxy.http.pipeline import PROXY
 from proxy.telemetry.redaction import RedactingFilter
@@ -29,10 +31,15 @@ def _text(record: logging.LogRecord) -> str:
 
 
 async def test_one_record_per_request_and_no_secret_anywhere(
-    make_proxy: Any, ray: RayDouble, signing_key: Any, caplog: pytest.LogCaptureFixture
+    make_proxy: Any,
+    ray: RayDouble,
+    signing_key: Any,
+    caplog: pytest.LogCaptureFixture,
+    access_records: AccessRecords,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    proxy = await make_proxy(extra="tracing:\n  exporter: console\n")  # spans recorded, to be checked
+    # spans recorded, to be checked
+    proxy = await make_proxy(extra="tracing:\n  exporter: console\n", access_log=access_records)
     spans = InMemorySpanExporter()
     proxy.server.app[PROXY].telemetry.provider.add_span_processor(SimpleSpanProcessor(spans))
 
@@ -66,25 +73,29 @@ async def test_one_record_per_request_and_no_secret_anywhere(
     statuses = [status for status, _ in answers]
     assert statuses == [200, 200, 403, 403, 401, 401, 401, 401, 403, 400, 400, 431, 414, 400, 200]
 
-    records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "ray_iap_proxy.access"]
-    assert [r["status"] for r in records] == statuses
+    records = access_records.records()
+    assert [r["httpRequest"]["status"] for r in records] == statuses
     for record, (_, answer) in zip(records, answers, strict=True):
         # every answer carries the request id of its record, Ray's (allowed) answers included
         assert answer.split(b"X-Request-Id: ", 1)[1].startswith(record["request_id"].encode())
     for record in records:
         assert record["decision"] in ("allow", "deny", "local") and record["reason"]
-    assert [r["email"] for r in records[:4]] == ["alice@example.com"] * 2 + [
+    assert [r["principal"] for r in records[:4]] == ["alice@example.com"] * 2 + [
         "bob@example.com",
         "mallory@example.com",
     ]
 
     secrets = {t.rsplit(".", 1)[1] for t in (alice, bob, mallory, expired, forged)}
     logged = "\n".join(_text(r) for r in caplog.records if r.name != "aiohttp.access")  # that one is Ray's
+    logged += "\n" + "\n".join(access_records.lines())
     traced = json.dumps([dict(s.attributes or {}) for s in spans.get_finished_spans()])
     # the proxy's own answers (Ray's double echoes what the client sent, its own token included)
     answered = b"".join(a for r, (_, a) in zip(records, answers, strict=True) if r["decision"] != "allow")
     answered = answered.decode("latin-1")
-    assert len(spans.get_finished_spans()) == len(records)  # one span per request: the check below is real
+    finished = spans.get_finished_spans()
+    # one server span per request (and a client span per call to Ray): the check below is real
+    assert len([s for s in finished if s.kind is SpanKind.SERVER]) == len(records)
+    assert len([s for s in finished if s.kind is SpanKind.CLIENT]) == 2
     for secret in secrets:
         assert secret not in logged
         assert secret not in traced

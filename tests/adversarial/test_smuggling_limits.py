@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ from aiohttp import web
 
 from devkit.http import get_request, raw_http, read_response
 from devkit.ray_double import ASSERTION, MAY_PASS, PASS, RayDouble
+from devkit.records import AccessRecords
 from devkit.util import wait_until
 from proxy.http.pipeline import PROXY
 
@@ -238,10 +238,8 @@ async def test_a_stalled_upload_is_408_and_ray_is_let_go(make_proxy: Any, ray: R
 
 
 async def test_a_client_that_stops_reading_is_cut(
-    make_proxy: Any, ray: RayDouble, mint: Any, caplog: pytest.LogCaptureFixture
+    make_proxy: Any, ray: RayDouble, mint: Any, access_records: AccessRecords
 ) -> None:
-    caplog.set_level(logging.INFO, logger="ray_iap_proxy.access")
-
     async def huge(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse()
         await resp.prepare(request)
@@ -250,7 +248,7 @@ async def test_a_client_that_stops_reading_is_cut(
         return resp
 
     ray.overrides["/api/v0/logs/file"] = huge
-    proxy = await make_proxy(extra="limits:\n  client_read_timeout_seconds: 0.5\n")
+    proxy = await make_proxy(extra="limits:\n  client_read_timeout_seconds: 0.5\n", access_log=access_records)
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
     writer.write(get_request("/api/v0/logs/file?node_id=n&filename=f", mint(), extra=f"{MAY_PASS}: yes\r\n"))
     inflight = proxy.server.app[PROXY].inflight
@@ -264,8 +262,8 @@ async def test_a_client_that_stops_reading_is_cut(
         pass
     writer.close()
     assert received < 256 << 20
-    records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "ray_iap_proxy.access"]
-    assert [(r["status"], r["reason"], r["aborted"]) for r in records] == [
+    records = access_records.records()
+    assert [(r["httpRequest"]["status"], r["reason"], r["aborted"]) for r in records] == [
         (200, "client stopped reading for 0.5 s", "client")
     ]
 

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 from typing import Any
 
 import pytest
 from aiohttp import web
 
 from devkit.ray_double import ASSERTION, MAY_PASS, PASS, RayDouble
+from devkit.records import AccessRecords
 from devkit.util import wait_until
 from proxy.http.pipeline import PROXY
 
@@ -53,9 +52,9 @@ async def _endless(request: web.Request) -> web.StreamResponse:
 
 @pytest.mark.parametrize("abort", [True, False], ids=["reset", "fin"])
 async def test_client_vanishing_mid_upload_lets_ray_go(
-    proxy: Any, ray: RayDouble, mint: Any, abort: bool, caplog: pytest.LogCaptureFixture
+    make_proxy: Any, ray: RayDouble, mint: Any, abort: bool, access_records: AccessRecords
 ) -> None:
-    caplog.set_level(logging.INFO, logger="ray_iap_proxy.access")
+    proxy = await make_proxy(access_log=access_records)
     started = asyncio.Event()
     ray.overrides[PACKAGE_ROUTE] = watched(ray, started, _read_everything)
     reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
@@ -75,8 +74,9 @@ async def test_client_vanishing_mid_upload_lets_ray_go(
     await wait_until(lambda: bool(ray.cancelled))
     await wait_until(lambda: not proxy.server.app[PROXY].inflight)
     assert ray.finished == []
-    records = [json.loads(r.getMessage()) for r in caplog.records if r.name == "ray_iap_proxy.access"]
-    assert len(records) == 1 and records[0]["aborted"] == "cancelled" and records[0]["bytes_in"] < 10 << 20
+    records = access_records.records()
+    assert len(records) == 1 and records[0]["aborted"] == "cancelled"
+    assert int(records[0]["httpRequest"]["requestSize"]) < 10 << 20
 
 
 async def test_client_vanishing_mid_download_lets_ray_go(proxy: Any, ray: RayDouble, mint: Any) -> None:

@@ -16,6 +16,8 @@ from devkit.util import wait_until
 from proxy.http.pipeline import PROXY
 from proxy.telemetry.metrics import metrics_app
 
+IAP = '{provider="iap"}'  # the key-set metrics are per signed-token provider
+
 
 async def metrics(proxy: TestClient) -> dict[str, float]:
     """Scrape the proxy's /metrics application; {name{labels}: value}."""
@@ -50,8 +52,11 @@ async def test_unreachable_at_start_fails_closed_then_recovers(
         for rec in caplog.records
     )
     m = await metrics(proxy)
-    assert m["ray_iap_proxy_key_set_loaded"] == 0 and m["ray_iap_proxy_key_set_fetch_failures_total"] >= 1
-    assert m["ray_iap_proxy_key_set_age_seconds"] == -1
+    assert (
+        m[f"ray_iap_proxy_key_set_loaded{IAP}"] == 0
+        and m[f"ray_iap_proxy_key_set_fetch_failures_total{IAP}"] >= 1
+    )
+    assert m[f"ray_iap_proxy_key_set_age_seconds{IAP}"] == -1
     assert ray.hits == []
 
     key_server[0].fail = False  # the background refresher retries on its own
@@ -59,7 +64,7 @@ async def test_unreachable_at_start_fails_closed_then_recovers(
     await wait_until(lambda: store.ready, 15)
     r = await proxy.get("/api/jobs/", headers={ASSERTION: mint(), **PASS})
     assert r.status == 200
-    assert (await metrics(proxy))["ray_iap_proxy_key_set_loaded"] == 1
+    assert (await metrics(proxy))[f"ray_iap_proxy_key_set_loaded{IAP}"] == 1
 
 
 async def test_outage_later_keeps_verifying_and_raises_the_alarm(
@@ -77,9 +82,9 @@ async def test_outage_later_keeps_verifying_and_raises_the_alarm(
     ]
     assert len(warnings) == 2 and all("keeping 1 cached key(s)" in w for w in warnings)
     m = await metrics(proxy)
-    assert m["ray_iap_proxy_key_set_loaded"] == 1
-    assert m["ray_iap_proxy_key_set_fetch_failures_total"] == 2
-    assert m["ray_iap_proxy_key_set_age_seconds"] >= 0
+    assert m[f"ray_iap_proxy_key_set_loaded{IAP}"] == 1
+    assert m[f"ray_iap_proxy_key_set_fetch_failures_total{IAP}"] == 2
+    assert m[f"ray_iap_proxy_key_set_age_seconds{IAP}"] >= 0
     # identities never seen before still verify with the keys held
     for who in ("carol@example.com", "ci@p.iam.gserviceaccount.com"):
         assert (await proxy.get("/api/jobs/", headers={ASSERTION: mint(who), **PASS})).status == 200

@@ -3,16 +3,14 @@ the real app (real tokens, real listener, recording Ray) and through `explain`, 
 
 from __future__ import annotations
 
-import json
-import logging
 import re
 from pathlib import Path
 from typing import Any
 
-import pytest
 from yarl import URL
 
 from devkit.config import write_hardening_config
+from devkit.records import AccessRecords
 from proxy.authz.policy_file import read_policy
 from proxy.authz.routes import RAY_ROUTES
 from proxy.cli.explain import explain
@@ -45,22 +43,21 @@ def requests() -> list[tuple[str, str]]:
 
 
 async def test_explain_and_serve_agree_on_every_route(
-    make_client: Any, tmp_path: Path, key_server: tuple[Any, str], mint: Any, caplog: pytest.LogCaptureFixture
+    make_client: Any, tmp_path: Path, key_server: tuple[Any, str], mint: Any, access_records: AccessRecords
 ) -> None:
-    client = await make_client()
+    client = await make_client(access_log=access_records)
     settings = load(tmp_path / "proxy.yaml")
     assert settings.policy_file is not None
     policy = read_policy(settings.policy_file)
-    caplog.set_level(logging.INFO, logger="ray_iap_proxy.access")
     compared = 0
     for email, hd in IDENTITIES:
         token = mint(email, hd=hd)
         for method, target in requests():
-            caplog.clear()
+            access_records.clear()
             url = URL(str(client.make_url("")).rstrip("/") + target, encoded=True)  # sent as written
             r = await client.session.request(method, url, headers={"x-goog-iap-jwt-assertion": token})
             await r.read()
-            record = json.loads(caplog.records[-1].getMessage())
+            (record,) = access_records.records()
             said = await explain(settings, policy, email, method, target, hd)
             where = f"{email} {method} {target}"
             assert said["status"] == r.status, where

@@ -1,0 +1,208 @@
+"""The access record's lines, built as plain dicts from a finished request's context (HTTP, WebSocket)
+or a gRPC call's `CallRecord`. The fields are defined in `schema.py`; tests hold the two together.
+
+Pure but for the wall clock read once per record. Nothing here reads a body or a header value that
+could hold a credential: the user agent, `X-Forwarded-For`, the path and the query are the only
+client-supplied strings, and the whole line is redacted again by the writer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ..model import RequestContext
+from .schema import SAMPLED_KEY, SCHEMA, SPAN_KEY, TRACE_KEY
+
+if TYPE_CHECKING:
+    from ..grpc import CallRecord
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_KNOWN_EXTRA = ("aborted", "parser", "close_code")
+_second = -1
+_prefix = ""
+
+
+def rfc3339(now: float) -> str:
+    """`2026-05-01T12:00:00.123Z`. The seconds part is formatted once per second."""
+    global _second, _prefix
+    whole = int(now)
+    if whole != _second:
+        _second, _prefix = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+    return f"{_prefix}.{int((now - whole) * 1000):03d}Z"
+
+
+def severity(decision: str, status: int) -> str:
+    if decision == "error" or status >= 500:
+        return "ERROR"
+    return "WARNING" if decision == "deny" else "INFO"
+
+
+def client_ip(peer: str, forwarded_for: str, trusted: Sequence[Network]) -> str:
+    """The client's address. `X-Forwarded-For` is believed only from a trusted peer, and then only up
+    to the first address (from the right, nearest first) that is not itself a trusted hop: Google's
+    load balancer appends `client, load-balancer`, everything left of that is the client's own say."""
+    if not trusted or not forwarded_for or not _within(peer, trusted):
+        return peer
+    client = peer
+    for hop in reversed(forwarded_for.split(",")):
+        hop = hop.strip()
+        if not _within(hop, trusted):
+            return hop if _is_ip(hop) else client
+        client = hop
+    return client
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _within(address: str, networks: Sequence[Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
+def trace_name(project: str, trace_id: str) -> str | None:
+    return f"projects/{project}/traces/{trace_id}" if project and trace_id else None
+
+
+def http_record(
+    ctx: RequestContext, project: str, trusted: Sequence[Network], now: float, duration: float
+) -> dict[str, Any]:
+    """The record of a finished HTTP request or WebSocket session."""
+    path, _, query = ctx.target.partition("?")
+    identity, extra = ctx.identity, ctx.extra
+    principal = identity.email if identity is not None else None
+    decision = ctx.decision or "error"
+    kind = "websocket" if ctx.websocket else "http"
+    close_code = extra.get("close_code")
+    others = {k: v for k, v in extra.items() if k not in _KNOWN_EXTRA} if extra else None
+    return {
+        "schema": SCHEMA,
+        "time": rfc3339(now),
+        "ts": round(now, 3),
+        "severity": severity(decision, ctx.status),
+        "message": f"{ctx.method} {path[:200]} {ctx.status} {decision} {principal or '-'}",
+        "kind": kind,
+        "httpRequest": {
+            "requestMethod": ctx.method,
+            "requestUrl": path[:2048],
+            "status": ctx.status,
+            "requestSize": str(ctx.bytes_in),
+            "responseSize": str(ctx.bytes_out),
+            "latency": f"{duration:.6f}s",
+            "remoteIp": client_ip(ctx.remote, ctx.forwarded_for, trusted),
+            "userAgent": ctx.user_agent[:200],
+            "protocol": ctx.protocol,
+        },
+        TRACE_KEY: trace_name(project, ctx.trace_id),
+        SPAN_KEY: ctx.span_id or None,
+        SAMPLED_KEY: ctx.trace_sampled,
+        "trace_id": ctx.trace_id or None,
+        "request_id": ctx.request_id,
+        "principal": principal,
+        "credential": identity.kind.value if identity is not None else None,
+        "tenant": ctx.tenant,
+        "route": ctx.route.pattern if ctx.route is not None else None,
+        "verb": ctx.verb.value if ctx.verb is not None else None,
+        "decision": decision,
+        "reason": ctx.reason,
+        "source": ctx.source or None,
+        "job_id": ctx.job_id or None,
+        "upstream_status": ctx.upstream_status,
+        "duration_s": round(duration, 6),
+        "peer": ctx.remote,
+        "forwarded_for": ctx.forwarded_for[:200] or None,
+        "query": query[:512] or None,
+        "close_code": int(close_code) if close_code and close_code.lstrip("-").isdigit() else None,
+        "grpc": None,
+        "aborted": extra.get("aborted"),
+        "parser": extra.get("parser"),
+        "extra": others or None,
+    }
+
+
+def grpc_record(
+    call: CallRecord,
+    *,
+    tenant: str,
+    request_id: str,
+    now: float,
+    credential: str | None = None,
+    source: str | None = None,
+) -> dict[str, Any]:
+    """The record of a finished gRPC call (`proxy.grpc.CallRecord`): the same schema, `kind` grpc.
+    The call's peer is grpc's `ipv4:10.0.0.7:43512`; its details are the reason."""
+    principal = call.principal or None
+    decision = call.decision if call.code != "INTERNAL" else "error"
+    status = 200
+    failed = call.decision == "allow" and call.code in ("INTERNAL", "UNAVAILABLE", "UNKNOWN", "DATA_LOSS")
+    peer = _grpc_peer(call.peer)
+    return {
+        "schema": SCHEMA,
+        "time": rfc3339(now),
+        "ts": round(now, 3),
+        "severity": "ERROR" if failed or decision == "error" else severity(decision, 0),
+        "message": f"gRPC {call.method} {call.code} {decision} {principal or '-'}",
+        "kind": "grpc",
+        "httpRequest": {
+            "requestMethod": "POST",
+            "requestUrl": call.method[:2048],
+            "status": status,
+            "requestSize": str(call.bytes_in),
+            "responseSize": str(call.bytes_out),
+            "latency": f"{call.duration_s:.6f}s",
+            "remoteIp": peer,
+            "userAgent": "",
+            "protocol": "HTTP/2",
+        },
+        TRACE_KEY: None,
+        SPAN_KEY: None,
+        SAMPLED_KEY: False,
+        "trace_id": None,
+        "request_id": request_id,
+        "principal": principal,
+        "credential": credential if principal else None,
+        "tenant": tenant,
+        "route": call.method if call.verb else None,
+        "verb": call.verb or None,
+        "decision": decision,
+        "reason": call.details,
+        "source": source,
+        "job_id": None,
+        "upstream_status": None,
+        "duration_s": round(call.duration_s, 6),
+        "peer": peer,
+        "forwarded_for": None,
+        "query": None,
+        "close_code": None,
+        "grpc": {
+            "method": call.method,
+            "code": call.code,
+            "client_id": call.client_id or None,
+            "messages_in": call.messages_in,
+            "messages_out": call.messages_out,
+        },
+        "aborted": "cancelled" if call.code == "CANCELLED" else None,
+        "parser": None,
+        "extra": None,
+    }
+
+
+def _grpc_peer(peer: str) -> str:
+    """`ipv4:10.0.0.7:43512` -> `10.0.0.7`; `ipv6:[::1]:5` -> `::1`; anything else as it is."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0] or rest
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]") or rest
+    return peer
