@@ -31,11 +31,13 @@ class MetadataServer:
             "instance/service-accounts/default/email": f"proxy@{project_id}.iam.gserviceaccount.com",
         }
         self.requests: list[str] = []
+        self.asked: list[str] = []  # path and query, e.g. the scopes of a token request
         self.fail = False  # True: every answer is a 500
         self._server: TestServer | None = None
 
     async def _answer(self, request: web.Request) -> web.Response:
         self.requests.append(request.path)
+        self.asked.append(request.path_qs)
         flavor = {"Metadata-Flavor": "Google"}
         if request.headers.get("Metadata-Flavor") != "Google":
             return web.Response(status=403, text="Missing Metadata-Flavor:Google header.", headers=flavor)
@@ -48,6 +50,22 @@ class MetadataServer:
         if isinstance(value, str):
             return web.Response(text=value, content_type="application/text", headers=flavor)
         return web.Response(text=json.dumps(value), content_type="application/json", headers=flavor)
+
+    def serve_token(self, token: str, email: str = "", expires_in: int = 3599) -> None:
+        """Answer for the pod's Workload Identity as google-auth asks: the account's info (recursive)
+        and an access token."""
+        email = email or self.values["instance/service-accounts/default/email"]
+        self.values["instance/service-accounts/default/email"] = email
+        self.values["instance/service-accounts/default/"] = {
+            "aliases": ["default"],
+            "email": email,
+            "scopes": ["https://www.googleapis.com/auth/cloud-platform"],
+        }
+        self.values["instance/service-accounts/default/token"] = {
+            "access_token": token,
+            "expires_in": expires_in,
+            "token_type": "Bearer",
+        }
 
     def app(self) -> web.Application:
         app = web.Application()
