@@ -15,11 +15,9 @@ from aiohttp.typedefs import Handler
 
 from .admit import Admission
 from .auth.service import AuthService, FetchFactory
-from .authz.authorizer import Union
-from .authz.policy import EMPTY_POLICY, Policy
-from .authz.policy_file import read_policy
+from .authz.policy import Policy
 from .authz.routes import DEFAULT_TABLE, RouteTable
-from .authz.sources.static import StaticPolicy
+from .authz.sources.build import PolicySources, build_sources
 from .http.listener import ProxyRunner
 from .http.pipeline import PROXY, Proxy, handle
 from .model import Transport
@@ -32,6 +30,7 @@ from .upstream.base import AiohttpUpstream
 from .upstream.ray_token import RayToken
 
 log = logging.getLogger("ray_iap_proxy")
+SOURCES = web.AppKey("policy_sources", PolicySources)  # for metrics: reloads, reviews, cache counters
 CUT_WAIT_SECONDS = 2.0  # after the grace period: how long cancelled requests get to unwind
 
 
@@ -51,10 +50,12 @@ def build_app(
     routes: RouteTable = DEFAULT_TABLE,
     fetch: FetchFactory | None = None,
     clock: Callable[[], float] | None = None,
+    sources: PolicySources | None = None,
     access_log: TextIO | None = None,
 ) -> web.Application:
     """The proxy as an aiohttp application. `policy` defaults to `settings.policy_file`'s; `fetch` and
-    `clock` are seams for tests; `access_log` is where records go (default: stdout)."""
+    `clock` are seams for tests; `sources` the policy sources (default: built from the settings, the
+    policy file watched); `access_log` where access records go (default: stdout)."""
     app = web.Application(client_max_size=1024, middlewares=[_unrouted_too])
     telemetry = Telemetry(
         settings.tracing.exporter,
@@ -63,8 +64,9 @@ def build_app(
         upstream=settings.upstream,
         writer=AccessWriter(access_log),
     )
-    if policy is None:
-        policy = read_policy(settings.policy_file) if settings.policy_file is not None else EMPTY_POLICY
+    if sources is None:
+        sources = build_sources(settings, policy=policy)
+    app[SOURCES] = sources
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         ray_token = RayToken(settings.ray_token_file)
@@ -78,7 +80,7 @@ def build_app(
             tenant=settings.tenant,
             authenticate=auth.authenticator.authenticate,
             routes={Transport.HTTP: routes},
-            authorizer=Union([StaticPolicy(policy)]),
+            authorizer=sources.union(),
             max_target_length=settings.limits.max_target_length,
         )
         upstream = AiohttpUpstream(settings.upstream, settings.limits)
@@ -95,9 +97,11 @@ def build_app(
         await auth.start()
         if ray_token.watch is not None:
             ray_token.watch.start()
+        sources.start()
         try:
             yield
         finally:
+            await sources.close()
             await auth.stop()
             if ray_token.watch is not None:
                 await ray_token.watch.stop()
