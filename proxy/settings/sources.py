@@ -72,6 +72,8 @@ class KubernetesRbac(Section):
     def _path(cls, value: object, info: ValidationInfo) -> object:
         if value is None or value == "":
             return None
+        if isinstance(value, Path):
+            return value
         if not isinstance(value, str):
             raise invalid("must be a string")
         base = (info.context or {}).get("base")

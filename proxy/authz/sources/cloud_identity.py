@@ -86,6 +86,7 @@ class CloudIdentity:
         self._session: aiohttp.ClientSession | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="google-auth")
         self._token_lock = asyncio.Lock()
+        self._refreshing = False  # a token refresh is running (google-auth retries the metadata server)
         self._limit = asyncio.Semaphore(MAX_CONCURRENT_CALLS)
 
     async def resolve(self, email: str, groups: Iterable[str]) -> Resolution:
@@ -104,17 +105,22 @@ class CloudIdentity:
                 task.cancel()  # only our wait for it: the lookup itself goes on and is cached
             await asyncio.gather(*tasks.values(), return_exceptions=True)
         member_of, unresolved = set(), {}
+        late = (
+            f"no Workload Identity token from the metadata server within {self.timeout:g} s"
+            if self._refreshing
+            else f"Cloud Identity did not answer within {self.timeout:g} s"
+        )
         for group, task in tasks.items():
             if task.cancelled():
-                unresolved[group] = f"Cloud Identity did not answer within {self.timeout:g} s"
+                unresolved[group] = late
             elif isinstance(exc := task.exception(), GroupsError):
                 unresolved[group] = exc.reason
             elif exc is not None:
                 unresolved[group] = f"Cloud Identity lookup failed ({type(exc).__name__})"
             elif task.result():
                 member_of.add(group)
-        if any("did not answer" in why for why in unresolved.values()):
-            self.health.failed(f"no answer within {self.timeout:g} s")
+        if any(why == late for why in unresolved.values()):
+            self.health.failed(late)
         return Resolution(frozenset(member_of), unresolved)
 
     async def is_member(self, group: str, email: str) -> bool:
@@ -185,13 +191,18 @@ class CloudIdentity:
         async with self._token_lock:
             if not (creds.valid and creds.token):
                 self.token_refreshes += 1
+                self._refreshing = True
                 try:
                     await asyncio.get_running_loop().run_in_executor(self._pool, _refresh, creds)
+                except asyncio.CancelledError:
+                    raise
                 except Exception as exc:
                     log.debug("token refresh failed", exc_info=True)
                     raise self._failed(
                         f"no Workload Identity token from the metadata server ({type(exc).__name__})"
                     ) from None
+                finally:
+                    self._refreshing = False
         return str(creds.token)
 
     def _session_(self) -> aiohttp.ClientSession:
