@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import jwt
 from aiohttp import web
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
@@ -36,21 +37,33 @@ DEV_AUDIENCE = "/projects/000000000000/global/backendServices/100000000000000000
 JWKS_PATH = "/_dev_iap/jwks.json"
 
 
-def generate_key(path: Path) -> ec.EllipticCurvePrivateKey:
+def generate_key(path: Path, *, replace: bool = False) -> ec.EllipticCurvePrivateKey:
+    """A new P-256 key written to `path` (mode 0600). An existing file is never replaced unless
+    `replace`: FileExistsError instead, since a key silently swapped strands every token and config
+    made with the old one."""
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
+    fd = os.open(path, flags, 0o600)
     with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), 0o600)
         f.write(pem)
     return key
 
 
 def load_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    """The P-256 private key in the PEM file at `path`; OSError when it cannot be read, ValueError
+    (saying what is wrong) when it is not such a key."""
+    data = path.read_bytes()
+    try:
+        key = serialization.load_pem_private_key(data, password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        why = "is encrypted" if isinstance(exc, TypeError) else "is not a PEM private key"
+        raise ValueError(f"{why} (make one with `ray-iap-proxy dev-keygen --out {path}`)") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise ValueError(f"{path}: not a P-256 EC private key")
+        raise ValueError("is not a P-256 EC private key (ES256 needs one: `ray-iap-proxy dev-keygen`)")
     return key
 
 

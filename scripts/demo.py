@@ -1,8 +1,12 @@
 """`make demo`: a real Ray head (token auth on), ray-iap-proxy in front, dev-iap in front of that.
 
-Shows alice's `ray job submit` with a working dir streaming its logs, bob (viewer) listing jobs but
-refused a submit, and a request without an IAP assertion refused; then serves until Ctrl-C.
+Shows alice's `ray job submit` with a working dir (examples/) streaming its logs, bob (viewer) listing
+jobs but refused a submit, and a request without an IAP assertion refused; then serves until Ctrl-C.
 `--once` runs the showcase and exits: 0 only if every step behaved.
+
+The proxy and dev-iap get the ports the quickstart documents (8265, 8080). A socket of the last run
+still in TIME_WAIT does not count as taken (the proxy binds with SO_REUSEADDR, and so does the probe);
+a port another process listens on does, and then the demo says so loudly and uses a free one.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from devkit.ports import free_port
 from devkit.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,13 +29,42 @@ BOLD, GREEN, RED, DIM, RESET = (
 )
 
 
-def port_or_free(preferred: int) -> int | None:
-    with socket.socket() as s:
+PROXY_PORT, IAP_PORT = 8265, 8080  # docs/quickstart.md
+
+
+def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Could a listener bind `port` now? Probed as the proxy and dev-iap bind (asyncio's
+    `reuse_address`): a TIME_WAIT socket left by the last run does not hold the port, a listener does."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            s.bind(("127.0.0.1", preferred))
+            s.bind((host, port))
         except OSError:
-            return None
-    return preferred
+            return False
+    return True
+
+
+def documented_port(preferred: int, what: str, say: Callable[[str], None] = print) -> int:
+    """`preferred` when it is free; otherwise a free port, and a loud message saying which and why."""
+    if port_is_free(preferred):
+        return preferred
+    port = free_port()
+    say(
+        f"{RED}{BOLD}!! Port {preferred} is taken: another process listens on it "
+        f"(`ss -ltnp 'sport = :{preferred}'` names it).\n"
+        f"!! {what} is on 127.0.0.1:{port} instead: where the docs say {preferred}, use {port}.{RESET}"
+    )
+    return port
+
+
+def try_it(proxy_url: str, key: Path) -> str:
+    """The quickstart's "The CLI through the proxy" commands, for this run's port and key."""
+    return (
+        f"TOKEN=$(.venv/bin/ray-iap-proxy dev-token --key {key} --as alice@example.com)\n"
+        f".venv/bin/ray job submit --address {proxy_url} \\\n"
+        '    --headers "{\\"x-goog-iap-jwt-assertion\\": \\"$TOKEN\\"}" \\\n'
+        "    --working-dir examples -- python train.py\n"
+    )
 
 
 def step(title: str, check: Callable[[], tuple[bool, str]]) -> bool:
@@ -41,25 +75,12 @@ def step(title: str, check: Callable[[], tuple[bool, str]]) -> bool:
     return ok
 
 
-def showcase(stack: Stack, workdir: Path) -> bool:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "train.py").write_text(
-        textwrap.dedent("""\
-        import ray, socket
-        ray.init()
-        @ray.remote
-        def square(x):
-            return x * x
-        print("squares computed on the cluster:", ray.get([square.remote(i) for i in range(5)]))
-        print("hello from", socket.gethostname())
-        """)
-    )
+def showcase(stack: Stack) -> bool:
     results = []
+    submit = ("submit", "--working-dir", "examples", "--", "python", "train.py")  # as docs/quickstart.md
 
     def alice_submit() -> tuple[bool, str]:
-        r = stack.ray(
-            "submit", "--working-dir", str(workdir), "--", "python", "train.py", email="alice@example.com"
-        )
+        r = stack.ray(*submit, email="alice@example.com", cwd=ROOT)
         lines = [
             ln for ln in r.stdout.splitlines() if "squares" in ln or "hello from" in ln or "succeeded" in ln
         ]
@@ -71,9 +92,7 @@ def showcase(stack: Stack, workdir: Path) -> bool:
         return r.returncode == 0 and jobs >= 1, f"bob sees {jobs} job(s)"
 
     def bob_submits() -> tuple[bool, str]:
-        r = stack.ray(
-            "submit", "--working-dir", str(workdir), "--", "python", "train.py", email="bob@example.com"
-        )
+        r = stack.ray(*submit, email="bob@example.com", cwd=ROOT)
         out = r.stdout + r.stderr
         reason = next((ln[ln.find("{") :] for ln in out.splitlines() if '"error"' in ln), out[-300:])
         return r.returncode != 0 and "forbidden" in out, f"refused: {reason}"
@@ -87,7 +106,7 @@ def showcase(stack: Stack, workdir: Path) -> bool:
     results.append(
         step(
             f"1. alice (scientist) submits with a working dir: ray job submit --address {stack.proxy_url} "
-            "--headers '{\"x-goog-iap-jwt-assertion\": …}' --working-dir . -- python train.py",
+            "--headers '{\"x-goog-iap-jwt-assertion\": …}' --working-dir examples -- python train.py",
             alice_submit,
         )
     )
@@ -114,7 +133,11 @@ def main() -> int:
         f"{BOLD}Starting a Ray 2.60 head with token auth, ray-iap-proxy and dev-iap on loopback…{RESET}",
         flush=True,
     )
-    stack = Stack(workdir / "run", proxy_port=port_or_free(8265), iap_port=port_or_free(8080))
+    stack = Stack(
+        workdir / "run",
+        proxy_port=documented_port(PROXY_PORT, "the proxy"),
+        iap_port=documented_port(IAP_PORT, "dev-iap"),
+    )
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     try:
@@ -124,14 +147,15 @@ def main() -> int:
             f"  the proxy      {stack.proxy_url}  (needs an IAP assertion)\n"
             f"  dev-iap        {stack.browser_url}  (signs every request as alice@example.com)"
         )
-        ok = showcase(stack, workdir / "job")
+        ok = showcase(stack)
         if args.once:
             print(f"\n{BOLD}{'All steps behaved.' if ok else 'Some steps did not behave.'}{RESET}")
             return 0 if ok else 1
         print(
             f"\n{BOLD}Open {stack.browser_url} in a browser: the Ray dashboard, signed in as alice through "
-            f"dev-iap.{RESET}\nMint a token for the CLI: {sys.executable} -m proxy dev-token --key "
-            f"{stack.key_path} --as bob@example.com\nCtrl-C stops everything.",
+            f"dev-iap.{RESET}\nOr, in another shell in this directory, submit as alice yourself:\n\n"
+            + textwrap.indent(try_it(stack.proxy_url, stack.key_path.relative_to(ROOT)), "  ")
+            + "\nCtrl-C stops everything.",
             flush=True,
         )
         try:

@@ -1,83 +1,76 @@
-"""argv -> command. Every command is one function returning an exit code.
+"""argv -> command. Each command module registers its subcommands (`register(sub)`) and each command
+is one function returning an exit code (`common.py` lists them). A mistake at the command line is one
+line on stderr, never a traceback.
 
-ray-iap-proxy serve --config FILE
-ray-iap-proxy check-config --config FILE
-ray-iap-proxy explain --config FILE --email EMAIL [--hd DOMAIN] [--method GET] PATH
-ray-iap-proxy routes [--json]
-ray-iap-proxy schema [config|policy]
-ray-iap-proxy dev-keygen --out KEY.pem
-ray-iap-proxy dev-token --key KEY.pem --as EMAIL [--audience AUD] [--lifetime S] [--hd DOMAIN]
-ray-iap-proxy dev-iap --key KEY.pem --as EMAIL --listen HOST:PORT --upstream URL [--audience AUD]
+    serve · check-config · routes · schema          commands.py
+    explain                                          explain_cmd.py (the decision: explain.py)
+    dev-keygen · dev-token · dev-iap · dev-config    devcmds.py
+
+A new command is a module with `register` and one line in COMMANDS.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-from . import commands, devcmds
-from .explain import explain
+from .errors import EXIT_INTERRUPTED, EXIT_PIPE, PROG, CliError
 
-__all__ = ["explain", "main", "parser"]
+__all__ = ["main", "parser"]
+
+COMMANDS = ("commands", "explain_cmd", "devcmds")  # modules of this package with a `register(sub)`
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    from ..authz.routes import RAY_VERSION
+
+    try:
+        ours = dist_version("ray-iap-proxy")
+    except PackageNotFoundError:  # pragma: no cover - run from a source tree without installing
+        ours = "unknown"
+    return f"{PROG} {ours} (route table: Ray {RAY_VERSION})"
 
 
 def parser() -> argparse.ArgumentParser:
-    from ..dev import DEV_AUDIENCE
+    from importlib import import_module
 
-    p = argparse.ArgumentParser(prog="ray-iap-proxy", description="IAP-authenticating proxy for a Ray head")
-    sub = p.add_subparsers(dest="command", required=True)
+    from .common import DefaultsHelp
 
-    s = sub.add_parser("serve", help="run the proxy")
-    s.add_argument("--config", required=True)
-    s.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    s.set_defaults(func=commands.serve)
-
-    s = sub.add_parser("check-config", help="validate the config and its policy (exit 2 on problems)")
-    s.add_argument("--config", required=True)
-    s.set_defaults(func=commands.check_config)
-
-    s = sub.add_parser("explain", help="what would this identity get for this request?")
-    s.add_argument("--config", required=True)
-    s.add_argument("--email", required=True)
-    s.add_argument("--hd", help="hosted domain claim, for domain: bindings")
-    s.add_argument("--method", default="GET")
-    s.add_argument("path")
-    s.set_defaults(func=commands.explain_cmd)
-
-    s = sub.add_parser("routes", help="print the route table")
-    s.add_argument("--json", action="store_true")
-    s.set_defaults(func=commands.routes)
-
-    s = sub.add_parser("schema", help="print the JSON Schema of the config file or of the policy file")
-    s.add_argument("document", nargs="?", choices=["config", "policy"], default="config")
-    s.set_defaults(func=commands.schema)
-
-    s = sub.add_parser("dev-keygen", help="write a new ES256 (P-256) private key")
-    s.add_argument("--out", required=True)
-    s.set_defaults(func=devcmds.keygen)
-
-    for name, func, text in (
-        ("dev-token", devcmds.token, "print one IAP-shaped assertion"),
-        ("dev-iap", devcmds.iap, "loopback stand-in for IAP"),
-    ):
-        s = sub.add_parser(name, help=text)
-        s.add_argument("--key", required=True)
-        s.add_argument("--as", dest="email", required=True)
-        s.add_argument("--audience", default=DEV_AUDIENCE)
-        s.add_argument("--hd")
-        if name == "dev-token":
-            s.add_argument("--lifetime", type=int, default=600)
-        else:
-            s.add_argument("--listen", default="127.0.0.1:8080")
-            s.add_argument("--upstream", required=True)
-        s.set_defaults(func=func)
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="IAP-authenticating proxy for a Ray head. `ray-iap-proxy COMMAND --help` for each.",
+        epilog="exit codes: 0 ok (explain: allowed), 1 explain: refused, 2 the command line is wrong, "
+        "3 the config is wrong, 4 an address is in use, 130 interrupted",
+        formatter_class=DefaultsHelp,
+    )
+    p.add_argument("--version", action="version", version=version())
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        import_module(f"{__name__}.{name}").register(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
-    result: int = args.func(args)
+    try:  # everything, imports included, inside: Ctrl-C at any point is one line
+        args = parser().parse_args(argv)
+        result: int = args.func(args)
+        sys.stdout.flush()
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # the reader went away (`routes | head -1`): stop quietly, and keep Python's own flush at exit
+        # from failing again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_PIPE
+    except CliError as exc:
+        print(f"{PROG}: {exc.message}", file=sys.stderr)
+        return exc.code
     return result
 
 

@@ -1,34 +1,59 @@
-"""The operator's commands: serve, check-config, explain, routes, schema."""
+"""The operator's commands: serve, check-config, routes, schema."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import errno
 import json
 import logging
 import sys
 
-from .. import settings as settings_mod
-from ..authz.policy import EMPTY_POLICY, Policy
-from ..authz.policy_file import PolicyDoc, read_policy
 from ..authz.routes import RAY_ROUTES, RAY_VERSION
 from ..errors import ConfigError
 from ..settings import Settings
+from . import checks
+from .common import (
+    EXIT_CONFIG,
+    EXIT_OK,
+    EXIT_UNAVAILABLE,
+    CliError,
+    add_config,
+    add_parser,
+    fit,
+    load,
+    terminal_width,
+)
 
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("ray_iap_proxy")
 
 
-def load(path: str) -> tuple[Settings, Policy]:
-    """The config and its policy, or every problem printed and exit 2."""
-    try:
-        settings = settings_mod.load(path)
-        policy = read_policy(settings.policy_file) if settings.policy_file is not None else EMPTY_POLICY
-    except ConfigError as exc:
-        print(f"{path}: {len(exc.problems)} problem(s):", file=sys.stderr)
-        for p in exc.problems:
-            print(f"  - {p}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE) from None
-    return settings, policy
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    s = add_parser(sub, "serve", "run the proxy")
+    add_config(s)
+    s.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="application logs"
+    )
+    s.set_defaults(func=serve)
+
+    s = add_parser(
+        sub,
+        "check-config",
+        "validate the config and its policy (exit 0, or 3 with every problem)",
+        "Check the config and the policy it names, offline, as `serve` would at start-up: every problem "
+        "is printed with its key path and value (exit 3). Warnings (placeholder audiences, no binding for "
+        "this tenant) do not fail the check unless --strict.",
+    )
+    add_config(s)
+    s.add_argument("--strict", action="store_true", help="warnings fail the check too (exit 3), e.g. in CI")
+    s.set_defaults(func=check_config)
+
+    s = add_parser(sub, "routes", "print the Ray route table with each route's verb")
+    s.add_argument("--json", action="store_true", help="the table as JSON, for scripts")
+    s.set_defaults(func=routes)
+
+    s = add_parser(sub, "schema", "print the JSON Schema of the config file or of the policy file")
+    s.add_argument("document", nargs="?", choices=["config", "policy"], default="config", help="which file")
+    s.set_defaults(func=schema)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -37,15 +62,32 @@ def serve(args: argparse.Namespace) -> int:
     from ..upstream.ray_token import RayToken
 
     setup_logging(getattr(logging, args.log_level.upper()))
-    settings, _ = load(args.config)
+    settings, policy = load(args.config)
     try:
         RayToken(settings.ray_token_file).load()
     except (OSError, ValueError) as exc:
         why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        print(f"ray_token_file: {str(settings.ray_token_file)!r} cannot be used ({why})", file=sys.stderr)
-        return EXIT_USAGE
-    run(settings)
+        raise CliError(
+            f"ray_token_file: {str(settings.ray_token_file)!r} cannot be used ({why})", EXIT_CONFIG
+        ) from None
+    for warning in checks.warnings(settings, policy):
+        log.warning("%s: %s", args.config, warning)
+    try:
+        run(settings)
+    except ConfigError as exc:  # the OTEL_* environment, read when the app is built
+        raise CliError("; ".join(exc.problems), EXIT_CONFIG) from None
+    except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise CliError(f"cannot listen: {_bind_error(exc)}", EXIT_UNAVAILABLE) from None
+        raise
     return EXIT_OK
+
+
+def _bind_error(exc: OSError) -> str:
+    text = str(exc)
+    if exc.errno == errno.EADDRINUSE:
+        text += " (another process holds that port: stop it, or change `listen` in the config)"
+    return text
 
 
 def check_config(args: argparse.Namespace) -> int:
@@ -55,21 +97,13 @@ def check_config(args: argparse.Namespace) -> int:
         f"{args.config}: ok (tenant {settings.tenant}, {len(policy.roles)} role(s), "
         f"{len(bindings)} binding(s) for this tenant, {len(settings.iap.audiences)} audience(s))"
     )
-    if not bindings:
-        print(
-            f"warning: no binding names tenant {settings.tenant}: every request will be refused",
-            file=sys.stderr,
-        )
+    found = checks.warnings(settings, policy)
+    for warning in found:
+        print(f"warning: {warning}", file=sys.stderr)
+    if found and args.strict:
+        print(f"{args.config}: {len(found)} warning(s), failing because of --strict", file=sys.stderr)
+        return EXIT_CONFIG
     return EXIT_OK
-
-
-def explain_cmd(args: argparse.Namespace) -> int:
-    from .explain import explain
-
-    settings, policy = load(args.config)
-    result = asyncio.run(explain(settings, policy, args.email, args.method.upper(), args.path, args.hd))
-    print(json.dumps(result, indent=2))
-    return EXIT_OK if result["decision"] == "allow" else EXIT_FAIL
 
 
 def routes(args: argparse.Namespace) -> int:
@@ -87,18 +121,29 @@ def routes(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"ray_version": RAY_VERSION, "routes": rows}, indent=2))
         return EXIT_OK
-    print(
-        f"# Ray {RAY_VERSION} dashboard routes ({len(rows)}); HEAD is classified as GET; "
-        "anything else is denied"
-    )
-    for row in rows:
+    width = terminal_width()
+    path_width = max(len(r.pattern) for r in RAY_ROUTES)
+    if width is not None:
+        path_width = min(path_width, max(width - 40, 24))
+    lines = [
+        f"# Ray {RAY_VERSION} dashboard routes: {len(rows)}. HEAD is classified as GET; a request "
+        "matching no row is refused. DENY: refused whatever the role.",
+        f"{'METHOD':<7} {'PATH':<{path_width}} {'VERB':<7} NOTE",
+    ]
+    for row, route in zip(rows, RAY_ROUTES, strict=True):
         verb = row["verb"] or "DENY"
-        extra = " (ws)" if row["websocket"] else " (answered by proxy)" if row["action"] == "local" else ""
-        print(f"{row['method']:<7} {row['path']:<78} {verb}{extra}")
+        notes = [n for n in ("WebSocket" if route.websocket else "", route.note) if n]
+        lines.append(
+            f"{row['method']:<7} {route.pattern:<{path_width}} {verb:<7} {'; '.join(notes)}".rstrip()
+        )
+    for line in lines:
+        print(fit(line, width) if width is not None else line)
     return EXIT_OK
 
 
 def schema(args: argparse.Namespace) -> int:
+    from ..authz.policy_file import PolicyDoc
+
     model = Settings if args.document == "config" else PolicyDoc
     doc = model.model_json_schema()
     doc["$schema"] = "https://json-schema.org/draft/2020-12/schema"

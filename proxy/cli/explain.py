@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from ..admit import Admission, Facts
 from ..auth.extract import Credentials
-from ..authz.authorizer import Union
+from ..authz.authorizer import Question, Union
 from ..authz.policy import Policy
 from ..authz.routes import DEFAULT_TABLE
 from ..authz.sources.static import StaticPolicy
 from ..http.status import status_for
-from ..model import CredentialKind, Identity, Transport
+from ..model import Action, CredentialKind, Identity, Transport, Verb
 from ..settings import Settings
 
 
@@ -27,16 +27,21 @@ def admission_for(settings: Settings, policy: Policy, identity: Identity) -> Adm
     )
 
 
-async def explain(
-    settings: Settings, policy: Policy, email: str, method: str, target: str, hd: str | None = None
-) -> dict[str, object]:
-    """What `email` would get for `method target`."""
-    identity = Identity(
+def given_identity(email: str, hd: str | None = None) -> Identity:
+    """The identity `explain` is asked about, as IAP's verified assertion would carry it."""
+    return Identity(
         email=email.lower(),
         subject="explain",
         kind=CredentialKind.IAP,
         hosted_domain=hd.lower() if hd else None,
     )
+
+
+async def explain(
+    settings: Settings, policy: Policy, email: str, method: str, target: str, hd: str | None = None
+) -> dict[str, object]:
+    """What `email` would get for `method target`."""
+    identity = given_identity(email, hd)
     verdict = await admission_for(settings, policy, identity).admit(
         Facts(transport=Transport.HTTP, method=method, target=target)
     )
@@ -56,4 +61,28 @@ async def explain(
     }
     if verdict.target is not None:
         out["granted_verbs"] = sorted(str(v) for v in policy.verbs_for(identity, settings.tenant))
+    return out
+
+
+async def verbs(
+    settings: Settings, policy: Policy, email: str, hd: str | None = None
+) -> list[dict[str, object]]:
+    """Every verb, and whether `email` holds it in the tenant: asked of the same authorizer `serve`
+    asks, so the list says what the requests would get (for routes that are not refused outright)."""
+    identity = given_identity(email, hd)
+    admission = admission_for(settings, policy, identity)
+    table = admission.routes[Transport.HTTP]
+    routes = [*table.literal.values(), *(route for _, _, route in table.dynamic)]
+    out: list[dict[str, object]] = []
+    for verb in Verb:
+        decision = await admission.authorizer.decide(Question(identity, settings.tenant, verb))
+        out.append(
+            {
+                "verb": str(verb),
+                "allowed": decision.granted,
+                "reason": decision.reason,
+                "source": decision.source,
+                "routes": sum(1 for r in routes if r.verb is verb and r.action is not Action.DENY),
+            }
+        )
     return out

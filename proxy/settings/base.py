@@ -59,6 +59,13 @@ class HostPort:
 def _host_port(value: object) -> HostPort:
     if isinstance(value, HostPort):
         return value
+    if (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, str) and value.isdigit()
+    ):
+        raise invalid(  # `listen: 8265`: which address? YAML also reads it as a number
+            f"is a port alone: write HOST:PORT, e.g. '127.0.0.1:{value}' (this machine only) or "
+            f"'0.0.0.0:{value}' (every interface, as in the pod)"
+        )
     if not isinstance(value, str):
         raise invalid("must be a string")
     host, _, port = value.rpartition(":")

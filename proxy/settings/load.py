@@ -4,7 +4,10 @@ errors. Nothing here runs per request."""
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar, get_args
@@ -18,6 +21,10 @@ from ..errors import ConfigError
 from .schema import Settings
 
 M = TypeVar("M", bound=BaseModel)
+
+# The settings that can grant anything. With none of them set every request would be refused, which is
+# an error unless said on purpose (a policy file with no bindings). A new policy source adds its key.
+POLICY_SOURCES = ("policy_file", "kubernetes_rbac")
 
 _TYPE_WORDS = {
     "string_type": "must be a string",
@@ -68,9 +75,9 @@ def parse_yaml(text: str, path: Path, key: str, problems: list[str]) -> Any:
         return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = str(getattr(exc, "problem", "") or "")
-        detail = f": {problem}" if "appears twice" in problem else ""
+        detail = f": {problem}" if problem else ""
         problems.append(f"{key}: {str(path)!r} is not valid YAML{where}{detail}")
         return None
 
@@ -87,8 +94,21 @@ def validate(
     try:
         return model.model_validate(dict(raw), context=dict(context or {}))
     except ValidationError as exc:
-        problems += [describe(model, e) for e in exc.errors()]
+        problems += _without_echoes([describe(model, e, raw) for e in exc.errors()])
         return None
+
+
+_NEAR_MISS = re.compile(r"^(?P<where>.+): unknown key: did you mean (?P<key>\w+)\?$")
+
+
+def _without_echoes(messages: list[str]) -> list[str]:
+    """Drop `tenant: required` when `Tenant: unknown key: did you mean tenant?` already says it."""
+    meant = set()
+    for message in messages:
+        if match := _NEAR_MISS.match(message):
+            parent = match["where"].rpartition(".")[0] if "." in match["where"] else ""
+            meant.add(f"{parent}.{match['key']}" if parent else match["key"])
+    return [m for m in messages if m.partition(": required")[0] not in meant or ": required" not in m]
 
 
 def key_path(loc: tuple[int | str, ...]) -> str:
@@ -100,15 +120,15 @@ def key_path(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
-def describe(model: type[BaseModel], error: ErrorDetails) -> str:
-    """One pydantic error as `key: 'value' why`."""
+def describe(model: type[BaseModel], error: ErrorDetails, raw: Any = None) -> str:
+    """One pydantic error as `key: 'value' why`. `raw` is the document, to suggest a near-miss key."""
     where, kind, value = key_path(error["loc"]), error["type"], error.get("input")
     if kind == "missing":
         return f"{where}: required"
     if kind == "required":
         return f"{where}: required {error['msg']}".rstrip()
     if kind == "extra_forbidden":
-        return f"{where}: unknown key"
+        return f"{where}: unknown key{_did_you_mean(model, error['loc'], raw)}"
     if kind in ("greater_than_equal", "less_than_equal"):
         low, high = _bounds(model, error["loc"])
         return f"{where}: {value!r} must be between {low:g} and {high:g}"
@@ -118,6 +138,57 @@ def describe(model: type[BaseModel], error: ErrorDetails) -> str:
     if kind in _TYPE_WORDS:
         return f"{where}: {value!r} {_TYPE_WORDS[kind]}"
     return f"{where}: {value!r} {error['msg']}"
+
+
+def _did_you_mean(model: type[BaseModel], loc: tuple[int | str, ...], raw: Any) -> str:
+    """`: did you mean policy_file?` for a near miss of a key of the section, one not already given."""
+    if not loc or not isinstance(loc[-1], str):
+        return ""
+    section, given = _section_at(model, loc[:-1]), _mapping_at(raw, loc[:-1])
+    if section is None:
+        return ""
+    names = [name for name in section.model_fields if name not in given]
+    close = difflib.get_close_matches(loc[-1], names, n=1, cutoff=0.6)
+    if not close and loc[-1].lower() in names:
+        close = [loc[-1].lower()]
+    return f": did you mean {close[0]}?" if close else ""
+
+
+def _section_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The section whose keys are at `loc`, through lists, mappings and optional sections."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if current is None:
+            return None
+        if isinstance(part, str) and part in current.model_fields:
+            current = _inner_model(current.model_fields[part].annotation)
+        # else: an index into a list, or a key of a mapping: the same section goes on
+    return current
+
+
+def _is_model(tp: Any) -> bool:
+    return isinstance(tp, type) and issubclass(tp, BaseModel)
+
+
+def _inner_model(tp: Any) -> type[BaseModel] | None:
+    """The model inside `tuple[M, ...]`, `M | None`, `dict[str, M]`, `Annotated[M, ...]`, or None."""
+    if _is_model(tp):
+        return typing.cast(type[BaseModel], tp)
+    for arg in typing.get_args(tp):
+        if (found := _inner_model(arg)) is not None:
+            return found
+    return None
+
+
+def _mapping_at(raw: Any, loc: tuple[int | str, ...]) -> Mapping[Any, Any]:
+    for part in loc:
+        if isinstance(raw, Mapping) and part in raw:
+            raw = raw[part]
+        elif isinstance(raw, list | tuple) and isinstance(part, int) and part < len(raw):
+            raw = raw[part]
+        else:
+            return {}
+    return raw if isinstance(raw, Mapping) else {}
 
 
 def _bounds(model: type[BaseModel], loc: tuple[int | str, ...]) -> tuple[float, float]:
@@ -158,6 +229,11 @@ def load(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None)
             )
         if settings.policy_file is not None:
             problems += read_policy_problems(settings.policy_file)
+        elif not any(getattr(settings, key, None) for key in POLICY_SOURCES):
+            problems.append(
+                "policy_file: required: without a policy (or kubernetes_rbac) every request is refused "
+                "(to refuse every request on purpose, name a policy file with no bindings)"
+            )
     if problems or settings is None:
         raise ConfigError(problems)
     return settings

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
+from .audiences import shape_problem as audience_shape_problem
 from .base import (
     Bool,
     Float,
@@ -36,6 +37,8 @@ MIB = 1024 * 1024
 def _audience(value: object) -> object:
     if not isinstance(value, str) or not value.strip():
         raise invalid("must be a non-empty string")
+    if problem := audience_shape_problem(value):  # it could never match a real assertion
+        raise invalid(problem)
     return value
 
 

@@ -62,7 +62,10 @@ def test_tenant_defaults_to_pod_namespace(tmp_path: Path) -> None:
             "iap.audiences: [] must list",
         ),
         (('audiences: ["/projects/1/global/backendServices/2"]', "audiences: [7]"), "iap.audiences[0]: 7"),
-        (('audiences: ["/projects/1/global/backendServices/2"]', "audience: x"), "iap.audiences: required"),
+        (
+            ('audiences: ["/projects/1/global/backendServices/2"]', "audience: x"),
+            "iap.audience: unknown key: did you mean audiences?",
+        ),
         (("policy_file: policy.yaml", "policy_file: missing.yaml"), "policy_file: "),
         (("policy_file: policy.yaml", "policy_file: policy.yaml\n    colour: blue"), "colour: unknown key"),
     ],
@@ -80,7 +83,8 @@ def test_all_problems_are_reported_together(tmp_path: Path) -> None:
     )
     text = text.replace("tenant: team-a", "tenant: A").replace(
         'audiences: ["/projects/1/global/backendServices/2"]',
-        'audiences: ["x"]\n      jwks_url: http://keys.example.com/k\n      leeway_seconds: "30"',
+        'audiences: ["/projects/1/global/backendServices/2"]\n      jwks_url: http://keys.example.com/k\n'
+        '      leeway_seconds: "30"',
     )
     with pytest.raises(ConfigError) as err:
         load(write(tmp_path, text))
@@ -98,7 +102,7 @@ def test_all_problems_are_reported_together(tmp_path: Path) -> None:
 def test_http_key_set_is_allowed_on_loopback_only(tmp_path: Path) -> None:
     text = GOOD.replace(
         'audiences: ["/projects/1/global/backendServices/2"]',
-        'audiences: ["a"]\n      jwks_url: http://127.0.0.1:9999/jwks.json',
+        'audiences: ["/projects/1/global/backendServices/2"]\n      jwks_url: http://127.0.0.1:9999/jwks.json',
     )
     assert load(write(tmp_path, text)).iap.jwks_url.startswith("http://127.0.0.1")
 
