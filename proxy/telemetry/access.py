@@ -213,8 +213,8 @@ def _annotate(span: Span, record: dict[str, Any]) -> None:
         ("aborted", "ray_iap.aborted"),
     ):
         value = record[key]
-        if value is not None:
-            attrs[name] = value if isinstance(value, int) else str(value)
+        if value is not None:  # every client-influenced string redacted: a job id is a path segment
+            attrs[name] = value if isinstance(value, int) else redact(str(value))
     grpc = record["grpc"]
     if isinstance(grpc, dict):
         service, _, method = str(grpc["method"]).lstrip("/").rpartition("/")

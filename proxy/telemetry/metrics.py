@@ -105,7 +105,7 @@ class StateCollector:
         refused.add_metric([], telemetry.connections_refused)
         yield refused
         yield from _key_sets(proxy)
-        yield from _sources(proxy)
+        yield from _sources(self.app, proxy)
         lost = CounterMetricFamily(P + "access_records_lost", "Access records that could not be written.")
         lost.add_metric([], telemetry.writer.failures)
         yield lost
@@ -150,23 +150,63 @@ def _key_sets(proxy: Proxy) -> Iterator[Metric]:
     yield from (loaded, age, fetches, failures, hits, misses)
 
 
-# Counters a policy source may keep as plain int attributes (proxy/authz/sources/), by metric name.
-SOURCE_COUNTERS = {
-    "policy_reloads": ("reloads", "Policy reloads that took effect, by source."),
-    "policy_reload_failures": ("reload_failures", "Policy reloads refused (the old policy kept), by source."),
-    "policy_source_errors": ("errors", "Questions a policy source could not answer, by source."),
-}
+# What the policy sources expose as plain attributes (proxy/authz/sources/), read at scrape time:
+# the watched policy file's `reloads` and `reload_failures`; a remote source's requests (`reviews`
+# for SubjectAccessReview, `calls` for Cloud Identity), its `health.failures`, and its caches' `hits`
+# and `misses` (`lookups`, `names`, `members`).
+_CACHES = ("lookups", "names", "members")
 
 
-def _sources(proxy: Proxy) -> Iterator[Metric]:
-    sources = getattr(getattr(proxy.admission, "authorizer", None), "sources", ())
-    for metric, (attribute, text) in SOURCE_COUNTERS.items():
-        family = CounterMetricFamily(P + metric, text, labels=["source"])
-        for source in sources:
-            value = getattr(source, attribute, None)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                family.add_metric([str(source.name)], value)
-        yield family
+def _int(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _sources(app: web.Application, proxy: Proxy) -> Iterator[Metric]:
+    from ..app import SOURCES
+
+    sources: list[Any] = list(getattr(getattr(proxy.admission, "authorizer", None), "sources", ()))
+    directory = app[SOURCES].directory if SOURCES in app else None
+    if directory is not None:
+        sources.append(directory)
+    source = ["source"]
+    reloads = CounterMetricFamily(
+        P + "policy_reloads", "Policy file versions taken after the first.", labels=source
+    )
+    refused = CounterMetricFamily(
+        P + "policy_reload_failures", "Policy file versions refused (the last good one kept).", labels=source
+    )
+    calls = CounterMetricFamily(
+        P + "policy_source_requests",
+        "Requests a remote policy source made (reviews, API calls).",
+        labels=source,
+    )
+    errors = CounterMetricFamily(
+        P + "policy_source_errors",
+        "Failed requests of a remote policy source (it granted nothing).",
+        labels=source,
+    )
+    hits = CounterMetricFamily(
+        P + "policy_cache_hits", "Answers from a policy source's cache.", labels=["source", "cache"]
+    )
+    misses = CounterMetricFamily(
+        P + "policy_cache_misses", "Lookups a policy source's cache started.", labels=["source", "cache"]
+    )
+    for s in sources:
+        name = str(getattr(s, "name", "") or "cloud-identity")
+        for family, value in (
+            (reloads, getattr(s, "reloads", None)),
+            (refused, getattr(s, "reload_failures", None)),
+            (calls, getattr(s, "reviews", getattr(s, "calls", None))),
+            (errors, getattr(getattr(s, "health", None), "failures", None)),
+        ):
+            if (number := _int(value)) is not None:
+                family.add_metric([name], number)
+        for cache_name in _CACHES:
+            cache = getattr(s, cache_name, None)
+            if (h := _int(getattr(cache, "hits", None))) is not None:
+                hits.add_metric([name, cache_name], h)
+                misses.add_metric([name, cache_name], _int(getattr(cache, "misses", 0)) or 0)
+    yield from (reloads, refused, calls, errors, hits, misses)
 
 
 class _Scrape:

@@ -1,9 +1,9 @@
 """The access record's lines, built as plain dicts from a finished request's context (HTTP, WebSocket)
 or a gRPC call's `CallRecord`. The fields are defined in `schema.py`; tests hold the two together.
 
-Pure but for the wall clock read once per record. Nothing here reads a body or a header value that
-could hold a credential: the user agent, `X-Forwarded-For`, the path and the query are the only
-client-supplied strings, and the whole line is redacted again by the writer.
+Pure (the clock is passed in). Nothing here reads a body or a header value that could hold a
+credential: the user agent, `X-Forwarded-For`, the path and the query are the only client-supplied
+strings; each is redacted before it is cut to length, and the whole line again by the writer.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..model import RequestContext
+from .redaction import redact
 from .schema import SAMPLED_KEY, SCHEMA, SPAN_KEY, TRACE_KEY
 
 if TYPE_CHECKING:
@@ -79,7 +80,10 @@ def http_record(
     ctx: RequestContext, project: str, trusted: Sequence[Network], now: float, duration: float
 ) -> dict[str, Any]:
     """The record of a finished HTTP request or WebSocket session."""
+    # Client-supplied strings are redacted BEFORE they are cut: a token cut in half no longer looks
+    # like one to the writer's redaction of the whole line.
     path, _, query = ctx.target.partition("?")
+    path = redact(path)
     identity, extra = ctx.identity, ctx.extra
     principal = identity.email if identity is not None else None
     decision = ctx.decision or "error"
@@ -101,7 +105,7 @@ def http_record(
             "responseSize": str(ctx.bytes_out),
             "latency": f"{duration:.6f}s",
             "remoteIp": client_ip(ctx.remote, ctx.forwarded_for, trusted),
-            "userAgent": ctx.user_agent[:200],
+            "userAgent": redact(ctx.user_agent)[:200],
             "protocol": ctx.protocol,
         },
         TRACE_KEY: trace_name(project, ctx.trace_id),
@@ -121,8 +125,8 @@ def http_record(
         "upstream_status": ctx.upstream_status,
         "duration_s": round(duration, 6),
         "peer": ctx.remote,
-        "forwarded_for": ctx.forwarded_for[:200] or None,
-        "query": query[:512] or None,
+        "forwarded_for": redact(ctx.forwarded_for)[:200] or None,
+        "query": redact(query)[:512] or None,
         "close_code": int(close_code) if close_code and close_code.lstrip("-").isdigit() else None,
         "grpc": None,
         "aborted": extra.get("aborted"),
