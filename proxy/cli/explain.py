@@ -5,16 +5,31 @@ from __future__ import annotations
 
 from ..admit import Admission, Facts
 from ..auth.extract import Credentials
-from ..authz.authorizer import Question, Union
+from ..authz.authorizer import Decision, Question, Union
 from ..authz.policy import Policy
 from ..authz.routes import DEFAULT_TABLE
+from ..authz.sources.build import PolicySources, build_sources
 from ..authz.sources.static import StaticPolicy
 from ..http.status import status_for
 from ..model import Action, CredentialKind, Identity, Transport, Verb
 from ..settings import Settings
 
 
-def admission_for(settings: Settings, policy: Policy, identity: Identity) -> Admission:
+class _Recording(Union):
+    """The union serve runs, keeping its last decision: every source's answer, for the output."""
+
+    last: Decision | None = None
+
+    async def decide(self, question: Question) -> Decision:
+        self.last = await super().decide(question)
+        return self.last
+
+
+def admission_for(
+    settings: Settings, policy: Policy, identity: Identity, sources: PolicySources | None = None
+) -> Admission:
+    """`sources`: the policy sources (default: the policy alone)."""
+
     async def given(_credentials: Credentials) -> Identity:
         return identity
 
@@ -22,7 +37,7 @@ def admission_for(settings: Settings, policy: Policy, identity: Identity) -> Adm
         tenant=settings.tenant,
         authenticate=given,
         routes={Transport.HTTP: DEFAULT_TABLE},
-        authorizer=Union([StaticPolicy(policy)]),
+        authorizer=_Recording((sources or PolicySources(StaticPolicy(policy))).sources),
         max_target_length=settings.limits.max_target_length,
     )
 
@@ -38,13 +53,23 @@ def given_identity(email: str, hd: str | None = None) -> Identity:
 
 
 async def explain(
-    settings: Settings, policy: Policy, email: str, method: str, target: str, hd: str | None = None
+    settings: Settings,
+    policy: Policy,
+    email: str,
+    method: str,
+    target: str,
+    hd: str | None = None,
+    live: bool = False,
 ) -> dict[str, object]:
-    """What `email` would get for `method target`."""
+    """What `email` would get for `method target`. `live`: ask the remote policy sources too (the API
+    server, Cloud Identity) with the config's credentials; without it they are named as not consulted."""
     identity = given_identity(email, hd)
-    verdict = await admission_for(settings, policy, identity).admit(
-        Facts(transport=Transport.HTTP, method=method, target=target)
-    )
+    sources = build_sources(settings, policy=policy, watch=False, live=live)
+    admission = admission_for(settings, policy, identity, sources)
+    try:
+        verdict = await admission.admit(Facts(transport=Transport.HTTP, method=method, target=target))
+    finally:
+        await sources.close()
     out: dict[str, object] = {
         "identity": identity.email,
         "hosted_domain": identity.hosted_domain,
@@ -59,6 +84,13 @@ async def explain(
         "reason": verdict.reason,
         "source": verdict.source,
     }
+    decision = admission.authorizer.last if isinstance(admission.authorizer, _Recording) else None
+    if decision is not None:
+        out["answers"] = [
+            {"source": a.source, "opinion": a.opinion.value, "reason": a.reason} for a in decision.answers
+        ]
+    if sources.not_consulted():
+        out["not_consulted"] = sources.not_consulted()
     if verdict.target is not None:
         out["granted_verbs"] = sorted(str(v) for v in policy.verbs_for(identity, settings.tenant))
     return out

@@ -9,8 +9,9 @@ import json
 import sys
 from urllib.parse import urlsplit
 
+from ..errors import ConfigError
 from ..settings.schema import TENANT_RE
-from .common import EXIT_NO, EXIT_OK, add_config, add_parser, load, usage_error
+from .common import EXIT_CONFIG, EXIT_NO, EXIT_OK, add_config, add_parser, load, print_problems, usage_error
 from .explain import explain, verbs
 
 DESCRIPTION = """\
@@ -48,6 +49,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mode.add_argument("--list", action="store_true", help="every verb, and whether the identity holds it")
     s.add_argument("--json", action="store_true", help="with --list: JSON instead of a table")
     s.add_argument(
+        "--live",
+        action="store_true",
+        help="ask the live policy sources too (kubernetes_rbac: the API server; google_groups: Cloud "
+        "Identity) with the config's credentials; without it they are listed as not consulted",
+    )
+    s.add_argument(
         "target",
         nargs="?",
         metavar="PATH_OR_URL",
@@ -80,7 +87,13 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         return _list(args, asyncio.run(verbs(settings, policy, args.email, args.hd)), settings.tenant)
     target = request_target(args.target)
-    result = asyncio.run(explain(settings, policy, args.email, args.method.upper(), target, args.hd))
+    try:  # --live: a kubeconfig or ServiceAccount that cannot be used is a config problem
+        result = asyncio.run(
+            explain(settings, policy, args.email, args.method.upper(), target, args.hd, live=args.live)
+        )
+    except ConfigError as exc:
+        print_problems(args.config, exc.problems)
+        return EXIT_CONFIG
     if args.target != target:
         result["url"] = args.target
     allowed = result["decision"] == "allow"

@@ -381,3 +381,51 @@ async def test_rbac_sends_the_google_groups_the_caller_is_in(
     assert mallory.opinion is Opinion.NONE and "could not be checked" in mallory.reason
     await rbac.close()
     await ci.close()
+
+
+# --- explain --------------------------------------------------------------------------------------
+
+
+async def test_explain_live_asks_the_api_server_and_cloud_identity_and_says_which_decided(
+    kube: KubeApi, groups_api: CloudIdentityApi, tmp_path: Path
+) -> None:
+    """A real process, with google-auth finding the metadata server through GCE_METADATA_HOST."""
+    import json
+    import os
+    import sys
+
+    md = MetadataServer()
+    md.serve_token("wi-token-1")
+    await md.start()
+    kube.write_kubeconfig(tmp_path / "kubeconfig", "sa-token")
+    (tmp_path / "policy.yaml").write_text("groups:\n  team-a-viewers@example.com: []\n")
+    (tmp_path / "proxy.yaml").write_text(
+        "tenant: team-a\npolicy_file: policy.yaml\n"
+        "iap: {audiences: ['/projects/1/global/backendServices/2']}\n"
+        "kubernetes_rbac: {ray_cluster: raycluster, kubeconfig: kubeconfig}\n"
+        f"google_groups: {{api_root: '{groups_api.url}'}}\n"
+    )
+    env = {**os.environ, "GCE_METADATA_HOST": md.host}
+
+    async def explain(*args: str) -> tuple[int, dict[str, Any]]:
+        cmd = [sys.executable, "-m", "proxy", "explain", "--config", str(tmp_path / "proxy.yaml"), *args]
+        proc = await asyncio.create_subprocess_exec(*cmd, cwd=REPO, env=env, stdout=-1, stderr=-1)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode in (0, 1), err.decode()
+        return proc.returncode, json.loads(out)
+
+    try:
+        code, said = await explain("--as", "vic@example.com", "--live", "/api/jobs/")
+        assert code == 0 and said["decision"] == "allow" and said["source"] == "kubernetes-rbac"
+        assert [a["source"] for a in said["answers"]] == ["static", "google-groups", "kubernetes-rbac"]
+        assert "not_consulted" not in said and kube.reviews[-1]["groups"] == ["team-a-viewers@example.com"]
+        code, said = await explain("--as", "vic@example.com", "/api/jobs/")
+        assert code == 1 and said["not_consulted"] == ["google-groups", "kubernetes-rbac"]
+        assert (
+            "kubernetes-rbac: not consulted: the Kubernetes API server (run explain with --live"
+            in said["reason"]
+        )
+        code, said = await explain("--as", "vic@example.com", "--live", "--method", "POST", "/api/jobs/")
+        assert code == 1 and said["status"] == 403 and said["answers"][2]["opinion"] == "none"
+    finally:
+        await md.close()
