@@ -21,7 +21,8 @@ from typing import Literal
 import grpc
 from grpc import aio
 
-from proxy.grpc import FINAL, STATUS, Admit, CallAdmission, CallRecord, Record, Refusal, methods, refusal
+from proxy.errors import Kind
+from proxy.grpc import FINAL, STATUS, Admit, CallAdmission, CallRecord, Record, methods, refusal
 from proxy.grpc.sessions import Claim, Sessions, client_id_of
 from proxy.upstream.grpc import GRPC_OPTIONS, GrpcUpstream, Metadata, Tally
 
@@ -31,7 +32,6 @@ __all__ = [
     "CallRecord",
     "Listener",
     "Record",
-    "Refusal",
     "refusal",
     "start_grpc_listener",
 ]
@@ -49,6 +49,7 @@ class _Call:
     tally: Tally = field(default_factory=Tally)
     verb: str = ""
     principal: str = ""
+    credential: str = ""
     client_id: str = ""
     claimed: bool = False
     decision: Literal["allow", "deny"] = "deny"
@@ -66,13 +67,13 @@ class _Call:
         return CallRecord(
             *(self.method, self.verb, self.principal, self.decision, self.code.name, self.details),
             *(t.bytes_in, t.bytes_out, t.messages_in, t.messages_out),
-            *(now - self.started, self.client_id, self.peer),
+            *(now - self.started, self.client_id, self.peer, self.credential),
         )
 
 
 _CLAIM_REFUSED = {
-    Claim.TAKEN: (Refusal.SESSION_TAKEN, "this Ray client session belongs to someone else"),
-    Claim.TOO_MANY: (Refusal.TOO_MANY_SESSIONS, "too many open Ray client sessions; close some"),
+    Claim.TAKEN: (Kind.FORBIDDEN, "this Ray client session belongs to someone else"),
+    Claim.TOO_MANY: (Kind.BUSY, "too many open Ray client sessions; close some"),
 }
 _INTERNAL = "internal error in the proxy"
 
@@ -116,7 +117,7 @@ class _Handler(grpc.GenericRpcHandler):
             raise
         except Exception:
             log.exception("gRPC call %s failed in the proxy", method)
-            call.finish(context, STATUS[Refusal.INTERNAL], _INTERNAL)
+            call.finish(context, STATUS[Kind.INTERNAL], _INTERNAL)
         finally:
             try:
                 self._record(call.record(self._clock()))
@@ -126,24 +127,22 @@ class _Handler(grpc.GenericRpcHandler):
 
     async def _decide(self, call: _Call, metadata: Metadata) -> CallAdmission:
         """Admission, then the method table, then the session owner; claims the session when allowed."""
-        call.verb = methods.METHODS[call.method].verb if call.method in methods.METHODS else ""
         try:
             admission = await self._admit(call.method, metadata)
         except Exception:
             log.exception("gRPC admission failed for %s", call.method)
-            return refusal(Refusal.INTERNAL, _INTERNAL)
-        who = call.principal = admission.principal
-        if not admission.allowed:
+            return refusal(Kind.INTERNAL, _INTERNAL)
+        who, call.verb, call.credential = admission.principal, admission.verb, admission.credential
+        call.principal = who
+        if not admission.allowed:  # an unknown method is refused there: the route table says so
             return admission
-        if not call.verb:
-            return refusal(Refusal.UNKNOWN_METHOD, f"method {call.method} is not served here", who)
         client_id = client_id_of(admission.upstream_metadata)
         if client_id is None:
-            return refusal(Refusal.MALFORMED, "a Ray client call carries exactly one valid client_id", who)
+            return refusal(Kind.MALFORMED, "a Ray client call carries exactly one valid client_id", who)
         call.client_id = client_id
         claim = self._sessions.claim(client_id, who, self._clock())
         if claim is not Claim.GRANTED:
-            return refusal(*_CLAIM_REFUSED[claim], who)
+            return refusal(*_CLAIM_REFUSED[claim], who, call.verb)
         call.claimed = True
         return admission
 
@@ -160,7 +159,7 @@ class _Handler(grpc.GenericRpcHandler):
         finally:
             self._sessions.release(call.client_id, self._clock())
         if not end.reached_ray:
-            gone = refusal(Refusal.UPSTREAM_UNREACHABLE, "Ray's client server is not reachable; try again")
+            gone = refusal(Kind.UPSTREAM_UNREACHABLE, "Ray's client server is not reachable; try again")
             call.finish(context, gone.code, gone.details)
         else:
             context.set_trailing_metadata(end.trailing)

@@ -69,7 +69,7 @@ def _dropped(key: str) -> bool:
     return k.startswith(("grpc-", ":")) or k in TRANSPORT or k.replace("_", "-") in CREDENTIALS
 
 
-def upstream_metadata(incoming: Iterable[tuple[str, str | bytes]], ray_token: str) -> Metadata:
+def upstream_metadata(incoming: Iterable[tuple[str, str | bytes]], ray_token: str | None) -> Metadata:
     """What Ray receives: the caller's metadata without credentials or transport keys, then Ray's token.
 
     Everything else is kept as it came, in order, duplicates and underscores included (`client_id`,
@@ -77,7 +77,7 @@ def upstream_metadata(incoming: Iterable[tuple[str, str | bytes]], ray_token: st
     first `authorization` key (`_private/grpc_utils.py`); after the drop ours is the only one.
     """
     kept = tuple((k, v) for k, v in incoming if not _dropped(k))
-    return (*kept, ("authorization", f"Bearer {ray_token}"))
+    return (*kept, ("authorization", f"Bearer {ray_token}")) if ray_token else kept
 
 
 def response_metadata(md: Iterable[tuple[str, str | bytes]] | None) -> Metadata:

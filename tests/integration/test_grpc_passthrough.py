@@ -1,9 +1,7 @@
-"""The gRPC listener on loopback in front of a raw-bytes stub of Ray's client server.
-
-The stub is a catch-all grpc.aio handler (no protobuf): what it does is chosen by the caller's
-`x-stub` metadata, so the real Ray method names (which the listener's table requires) can exercise
-every call kind. It records every call it sees, the metadata it received and whether it was cancelled.
-"""
+"""The gRPC listener on loopback in front of a raw-bytes stub of Ray's client server
+(devkit/grpc_ray.py), with a stand-in admission (`x-test-user` metadata) so that the transport itself
+is what is tested: every call kind, sizes, deadlines, cancellation, sessions, refusals, shutdown.
+The real admission over gRPC is tests/integration/test_grpc_admission.py."""
 
 from __future__ import annotations
 
@@ -12,15 +10,18 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import pytest
 from grpc import aio
 
-from proxy.grpc.listener import CallAdmission, CallRecord, Listener, Refusal, refusal, start_grpc_listener
-from proxy.grpc.sessions import Claim, Sessions
+from devkit.grpc_ray import GrpcRayStub, start_stub
+from proxy.authz.routes import CLIENT_TABLE
+from proxy.errors import Kind
+from proxy.grpc import methods
+from proxy.grpc.listener import CallAdmission, CallRecord, Listener, refusal, start_grpc_listener
 from proxy.upstream.grpc import GRPC_OPTIONS, Metadata, upstream_metadata
 
 RAY_TOKEN = "ray-token-0123456789"
@@ -33,83 +34,18 @@ FINAL_REFUSAL = grpc.StatusCode.FAILED_PRECONDITION  # what STATUS maps unauthen
 MIB = 1024 * 1024
 
 
-# ------------------------------------------------------------------------------------------ the stub
-@dataclass
-class Seen:
-    method: str
-    metadata: Metadata
-    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-    time_remaining: float | None = None
-
-
-class StubRay(grpc.GenericRpcHandler):
-    def __init__(self) -> None:
-        self.seen: list[Seen] = []
-
-    def service(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler[bytes, bytes]:
-        async def serve(requests: AsyncIterator[bytes], ctx: aio.ServicerContext[bytes, bytes]) -> None:
-            seen = Seen(
-                details.method, tuple(ctx.invocation_metadata() or ()), time_remaining=ctx.time_remaining()
-            )
-            self.seen.append(seen)
-            behaviour = dict(seen.metadata).get("x-stub", "echo-metadata")
-            try:
-                await self._behave(str(behaviour), requests, ctx, seen)
-            except asyncio.CancelledError:
-                seen.cancelled.set()
-                raise
-            finally:
-                seen.ended.set()
-
-        return grpc.stream_stream_rpc_method_handler(serve)
-
-    async def _behave(
-        self,
-        behaviour: str,
-        requests: AsyncIterator[bytes],
-        ctx: aio.ServicerContext[bytes, bytes],
-        seen: Seen,
-    ) -> None:
-        name, _, arg = behaviour.partition(":")
-        await ctx.send_initial_metadata((("x-stub-initial", "hello"),))
-        if name == "echo-metadata":
-            md = [[k, v.hex() if isinstance(v, bytes) else v] for k, v in seen.metadata]
-            await ctx.write(json.dumps(md).encode())
-        elif name == "stream":  # server-streaming: n numbered messages
-            async for _ in requests:
-                break
-            for i in range(int(arg)):
-                await ctx.write(f"m{i}".encode())
-        elif name == "echo":  # bidi: every message back, as it comes
-            async for message in requests:
-                await ctx.write(message)
-        elif name == "sizes":  # read everything, then answer the sizes and the chunks back
-            chunks = [m async for m in requests]
-            await ctx.write(json.dumps([len(c) for c in chunks]).encode())
-            for chunk in chunks:
-                await ctx.write(chunk)
-        elif name == "fail":
-            ctx.set_trailing_metadata((("x-ray-trailer", "t1"), ("x-detail-bin", b"\x00\xff")))
-            ctx.set_code(grpc.StatusCode.FAILED_PRECONDITION)
-            ctx.set_details("the stub says no")
-        elif name == "first-then-end":  # answer once and end while the caller still streams
-            async for message in requests:
-                await ctx.write(message)
-                return
-        elif name == "hang":
-            await asyncio.sleep(60)
-
-
 # ---------------------------------------------------------------------------------------- fixtures
 async def test_admit(method: str, md: Metadata) -> CallAdmission:
     """alice and bob are allowed, eve is authenticated but forbidden, no x-test-user is anonymous."""
     user = dict(md).get("x-test-user")
     if not isinstance(user, str):
-        return refusal(Refusal.UNAUTHENTICATED, "no credentials: sign in first")
+        return refusal(Kind.UNAUTHENTICATED, "no credentials: sign in first")
+    route = CLIENT_TABLE.classify("POST", method)
+    if route is None:
+        return refusal(Kind.FORBIDDEN, f"POST {method} is not a known Ray route", principal=user)
     if user == "eve":
-        return refusal(Refusal.FORBIDDEN, "eve may not use Ray Client here", principal=user)
-    return CallAdmission(True, grpc.StatusCode.OK, "", user, upstream_metadata(md, RAY_TOKEN))
+        return refusal(Kind.FORBIDDEN, "eve may not use Ray Client here", principal=user, verb="client")
+    return CallAdmission(True, grpc.StatusCode.OK, "", user, upstream_metadata(md, RAY_TOKEN), "client")
 
 
 test_admit.__test__ = False  # type: ignore[attr-defined]
@@ -117,7 +53,7 @@ test_admit.__test__ = False  # type: ignore[attr-defined]
 
 @dataclass
 class Stack:
-    stub: StubRay
+    stub: GrpcRayStub
     listener: Listener
     records: list[CallRecord]
     channel: aio.Channel
@@ -139,11 +75,7 @@ class Stack:
 
 @pytest.fixture
 async def stack() -> AsyncIterator[Stack]:
-    stub = StubRay()
-    upstream = aio.server(options=GRPC_OPTIONS)
-    upstream.add_generic_rpc_handlers([stub])
-    up_port = upstream.add_insecure_port("127.0.0.1:0")
-    await upstream.start()
+    stub, upstream, up_port = await start_stub()
     records: list[CallRecord] = []
     listener = await start_grpc_listener("127.0.0.1", 0, f"127.0.0.1:{up_port}", test_admit, records.append)
     channel = aio.insecure_channel(f"127.0.0.1:{listener.port}", options=GRPC_OPTIONS)
@@ -166,55 +98,6 @@ async def expect_code(call: Any, code: grpc.StatusCode) -> aio.AioRpcError:
         await call
     assert e.value.code() == code, e.value
     return e.value
-
-
-# ------------------------------------------------------------------------------------ pure functions
-def test_upstream_metadata_drops_credentials_and_transport_keeps_the_rest() -> None:
-    incoming: Metadata = (
-        ("authorization", "Bearer caller"),
-        ("Authorization", "Bearer caller-2"),
-        ("proxy-authorization", "Bearer x"),
-        ("proxy_authorization", "Bearer y"),
-        ("x-goog-iap-jwt-assertion", "jwt"),
-        ("x-ray-authorization", "Bearer z"),
-        ("grpc-timeout", "1S"),
-        ("te", "trailers"),
-        ("content-type", "application/grpc"),
-        ("user-agent", "grpc-python"),
-        ("client_id", "abc"),
-        ("reconnecting", "True"),
-        ("thread_id", "7"),
-        ("req_id", "9"),
-        ("x-trace-bin", b"\x00\x01"),
-        ("x-keep", "1"),
-        ("x-keep", "2"),
-    )
-    assert upstream_metadata(incoming, "T") == (
-        ("client_id", "abc"),
-        ("reconnecting", "True"),
-        ("thread_id", "7"),
-        ("req_id", "9"),
-        ("x-trace-bin", b"\x00\x01"),
-        ("x-keep", "1"),
-        ("x-keep", "2"),
-        ("authorization", "Bearer T"),
-    )
-
-
-def test_sessions_owner_linger_and_bounds() -> None:
-    s = Sessions(linger_s=10, max_sessions=3, max_per_principal=2)
-    assert s.claim("a", "alice", 0) is Claim.GRANTED
-    assert s.claim("a", "bob", 1) is Claim.TAKEN
-    s.release("a", 2)
-    assert s.claim("a", "bob", 11) is Claim.TAKEN  # idle 9 s: still alice's
-    assert s.owner("a", 12.5) is None  # idle 10.5 s: gone
-    assert s.claim("a", "bob", 13) is Claim.GRANTED
-    assert s.claim("b", "bob", 13) is Claim.GRANTED
-    assert s.claim("c", "bob", 13) is Claim.TOO_MANY  # bob's two are open
-    s.release("b", 14)
-    assert s.claim("c", "bob", 15) is Claim.GRANTED and s.owner("b", 15) is None  # bob's idle one gave way
-    assert s.claim("d", "carol", 15) is Claim.GRANTED
-    assert s.claim("e", "dave", 15) is Claim.TOO_MANY  # table full of live sessions
 
 
 # ----------------------------------------------------------------------------------- pass-through
@@ -351,8 +234,8 @@ UNKNOWN = "/grpc.health.v1.Health/Check"
         pytest.param(None, SCHEDULE, FINAL_REFUSAL, id="anonymous"),
         pytest.param("eve", DATAPATH, FINAL_REFUSAL, id="forbidden"),
         pytest.param(None, UNKNOWN, FINAL_REFUSAL, id="anonymous-unknown-method"),
-        pytest.param("alice", UNKNOWN, grpc.StatusCode.UNIMPLEMENTED, id="unknown-method"),
-        pytest.param("alice", "/ray.rpc.RayletDriver/Nope", grpc.StatusCode.UNIMPLEMENTED, id="unknown-ray"),
+        pytest.param("alice", UNKNOWN, FINAL_REFUSAL, id="unknown-method"),
+        pytest.param("alice", "/ray.rpc.RayletDriver/Nope", FINAL_REFUSAL, id="unknown-ray"),
     ],
 )
 async def test_refused_calls_never_reach_ray(
@@ -394,7 +277,7 @@ async def test_a_finally_refused_ping_is_answered_locally_so_the_refusal_shows(
 async def test_a_transient_refusal_refuses_the_ping_too(stack: Stack) -> None:
     # UNAVAILABLE past an answered ping would make Ray's client reconnect for ever: let it retry connecting.
     async def down(method: str, md: Metadata) -> CallAdmission:
-        return refusal(Refusal.UNAVAILABLE, "the proxy cannot check credentials now; try again")
+        return refusal(Kind.UNAVAILABLE, "the proxy cannot check credentials now; try again")
 
     listener = await start_grpc_listener("127.0.0.1", 0, "127.0.0.1:9", down, stack.records.append)
     try:
@@ -424,26 +307,25 @@ async def test_another_principal_cannot_take_a_live_session(stack: Stack) -> Non
     owner = bidi(stack)(metadata=stack.md("alice", "sess1", x_stub="echo", reconnecting="False"))
     await owner.write(b"1")
     assert await owner.read() == b"1"
-    for method in (CLUSTER_INFO, GET_OBJECT, "/ray.rpc.RayletLogStreamer/Logstream"):
-        err = await expect_code(
-            unary(stack, method)(b"", metadata=stack.md("bob", "sess1")), grpc.StatusCode.PERMISSION_DENIED
-        )
+    # A refused ping gets Ray's constant ping answer (nothing from Ray), so that bob's client goes on
+    # to Datapath and shows the refusal; every other call is refused with a final code.
+    assert await unary(stack, CLUSTER_INFO)(b"", metadata=stack.md("bob", "sess1")) == methods.PING_ANSWER
+    for method in (GET_OBJECT, "/ray.rpc.RayletLogStreamer/Logstream"):
+        err = await expect_code(unary(stack, method)(b"", metadata=stack.md("bob", "sess1")), FINAL_REFUSAL)
         assert "someone else" in (err.details() or "")
     hijack = bidi(stack)(metadata=stack.md("bob", "sess1", x_stub="echo", reconnecting="True"))
     with contextlib.suppress(aio.AioRpcError):
         await hijack.write(b"steal")
     with pytest.raises(aio.AioRpcError) as e:
         await hijack.read()
-    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert e.value.code() == FINAL_REFUSAL and "someone else" in (e.value.details() or "")
     await owner.write(b"2")  # the owner's session goes on
     assert await owner.read() == b"2"
     assert json.loads(await unary(stack, CLUSTER_INFO)(b"", metadata=stack.md("alice", "sess1")))
     await owner.done_writing()
     assert await owner.code() == grpc.StatusCode.OK
     # After the owner's stream closed the id still lingers as alice's: a reconnect by bob is refused.
-    await expect_code(
-        unary(stack, CLUSTER_INFO)(b"", metadata=stack.md("bob", "sess1")), grpc.StatusCode.PERMISSION_DENIED
-    )
+    await expect_code(unary(stack, GET_OBJECT)(b"", metadata=stack.md("bob", "sess1")), FINAL_REFUSAL)
     assert {dict(s.metadata)["client_id"] for s in stack.stub.seen} == {"sess1"}
     assert all(dict(s.metadata)["x-test-user"] == "alice" for s in stack.stub.seen)
     refused = [r for r in stack.records if r.decision == "deny"]
@@ -513,26 +395,3 @@ def test_every_record_field_is_named() -> None:
     names = set(CallRecord.__dataclass_fields__)
     assert names >= {"method", "verb", "principal", "decision", "code", "details", "bytes_in", "bytes_out"}
     assert names >= {"messages_in", "messages_out", "duration_s", "client_id", "peer"}
-
-
-def test_the_method_table_is_exactly_ray_clients_and_the_ping_answer_is_rays() -> None:
-    from ray.core.generated import ray_client_pb2
-
-    from proxy.grpc import methods
-
-    ray_methods = {
-        f"/{service.full_name}/{m.name}": methods.Kind.BIDI
-        if m.client_streaming
-        else methods.Kind.SERVER_STREAM
-        if m.server_streaming
-        else methods.Kind.UNARY
-        for service in ray_client_pb2.DESCRIPTOR.services_by_name.values()
-        for m in service.methods
-    }
-    assert {name: m.kind for name, m in methods.METHODS.items()} == ray_methods
-    assert {methods.verb_for(name) for name in ray_methods} == {"client"}
-    with pytest.raises(methods.UnknownMethod):
-        methods.verb_for("/ray.rpc.RayletDriver/Nope")
-    ping = ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING)
-    assert ping.SerializeToString() == b"\x08\x06"
-    assert methods.PING_ANSWER == ray_client_pb2.ClusterInfoResponse(json="{}").SerializeToString()

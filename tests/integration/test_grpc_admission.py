@@ -1,0 +1,132 @@
+"""Ray Client calls through the real admission: the production listener (`start_client_listener`) on the
+running app, real IAP assertions and Google ID tokens in the call metadata, the policy's `client` verb,
+a route table of its own, and one access record per call — in front of the raw-bytes Ray stub."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from grpc import aio
+
+from devkit import google
+from devkit.config import ROOT
+from devkit.grpc_ray import GrpcRayStub, start_stub
+from devkit.ports import free_port
+from devkit.records import AccessRecords
+from proxy import settings as settings_mod
+from proxy.grpc import methods
+from proxy.grpc.service import start_client_listener
+from proxy.http.pipeline import PROXY
+from proxy.upstream.grpc import GRPC_OPTIONS
+
+AUD = "https://ray-team-a.example.com"
+DATAPATH = "/ray.rpc.RayletDataStreamer/Datapath"
+SCHEDULE = "/ray.rpc.RayletDriver/Schedule"
+FINAL = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Client:
+    def __init__(self, channel: aio.Channel, stub: GrpcRayStub, records: AccessRecords) -> None:
+        self.channel, self.stub, self.records = channel, stub, records
+
+    def unary(self, method: str, md: tuple[tuple[str, str], ...]) -> Any:
+        return self.channel.unary_unary(method, request_serializer=None, response_deserializer=None)(
+            b"", metadata=(("client_id", "c1"), *md)
+        )
+
+    async def refused(self, method: str, md: tuple[tuple[str, str], ...]) -> aio.AioRpcError:
+        with pytest.raises(aio.AioRpcError) as err:
+            await self.unary(method, md)
+        return err.value
+
+    async def grpc_records(self) -> list[dict[str, Any]]:
+        for _ in range(100):  # the record is written when the handler has finished
+            found = [r for r in self.records.records() if r["kind"] == "grpc"]
+            if found:
+                return found
+            await asyncio.sleep(0.02)
+        return []
+
+
+@pytest.fixture
+async def client(
+    make_client: Any, key_server: tuple[Any, str], tmp_path: Any, access_records: AccessRecords
+) -> AsyncIterator[Client]:
+    stub, upstream, up_port = await start_stub()
+    extra = (
+        f'google_id_tokens:\n  audiences: ["{AUD}"]\n  jwks_url: {key_server[1]}\n'
+        f"client_listen: 127.0.0.1:{free_port()}\nclient_upstream: 127.0.0.1:{up_port}\n"
+    )
+    http = await make_client(extra, access_log=access_records)
+    settings = settings_mod.load(tmp_path / "proxy.yaml")
+    listener = await start_client_listener(settings, http.server.app[PROXY])
+    assert listener is not None and settings.client_listen is not None
+    channel = aio.insecure_channel(f"127.0.0.1:{listener.port}", options=GRPC_OPTIONS)
+    yield Client(channel, stub, access_records)
+    await channel.close()
+    await listener.stop(0)
+    await upstream.stop(0)
+
+
+@pytest.fixture
+def id_token(google_key: rsa.RSAPrivateKey) -> Any:
+    return lambda email: google.mint_id_token(google_key, email, AUD)
+
+
+@pytest.mark.parametrize("credential", ["iap", "google_id_token"])
+async def test_an_allowed_call_reaches_ray_with_rays_token_only(
+    client: Client, mint: Any, id_token: Any, credential: str
+) -> None:
+    md = (
+        (("x-goog-iap-jwt-assertion", mint(ROOT)),)
+        if credential == "iap"
+        else (("authorization", f"Bearer {id_token(ROOT)}"),)
+    )
+    answer = json.loads(await client.unary(SCHEDULE, (*md, ("reconnecting", "False"))))
+    seen = dict(answer)
+    assert seen["authorization"] == "Bearer ray-secret-token" and seen["client_id"] == "c1"
+    assert seen["reconnecting"] == "False" and "x-goog-iap-jwt-assertion" not in seen
+    assert [k for k, _ in answer].count("authorization") == 1
+    (record,) = await client.grpc_records()
+    assert (record["principal"], record["credential"], record["verb"]) == (ROOT, credential, "client")
+    assert record["decision"] == "allow" and record["grpc"]["code"] == "OK"
+
+
+@pytest.mark.parametrize(
+    "who, reason",
+    [
+        (None, "no credential: send IAP assertion or Google ID token"),
+        ("garbage", "invalid IAP assertion: malformed assertion"),
+        ("alice@example.com", "verb client is not granted by role(s) scientist"),
+        ("mallory@example.com", "has no role in tenant team-a"),
+    ],
+)
+async def test_refusals_are_final_say_why_and_never_reach_ray(
+    client: Client, mint: Any, who: str | None, reason: str
+) -> None:
+    md: tuple[tuple[str, str], ...] = ()
+    if who is not None:
+        md = (("x-goog-iap-jwt-assertion", "garbage" if who == "garbage" else mint(who)),)
+    err = await client.refused(SCHEDULE, md)
+    assert err.code() == FINAL and reason in (err.details() or "")
+    assert client.stub.seen == []
+    (record,) = await client.grpc_records()
+    assert record["decision"] == "deny" and reason in record["reason"]
+
+
+async def test_a_refused_ping_is_answered_locally_so_the_refusal_can_show(client: Client) -> None:
+    assert await client.unary(methods.CLUSTER_INFO, ()) == methods.PING_ANSWER
+    assert client.stub.seen == []
+
+
+@pytest.mark.parametrize("method", ["/ray.rpc.RayletDriver/Nope", "/api/jobs/", "/ray.rpc.Other/Datapath"])
+async def test_methods_outside_ray_clients_table_are_refused(client: Client, mint: Any, method: str) -> None:
+    err = await client.refused(method, (("x-goog-iap-jwt-assertion", mint(ROOT)),))
+    assert err.code() == FINAL and "not a known Ray route" in (err.details() or "")
+    assert client.stub.seen == []
