@@ -96,7 +96,7 @@ class Telemetry:
             headers = [*headers, ("traceparent", f"00-{ctx.trace_id}-{ctx.span_id}-{flags}")]
         metrics = self.metrics
         if websocket:
-            metrics.websockets.inc()
+            metrics.open_websockets += 1
         started = time.monotonic()
         try:
             yield headers
@@ -108,7 +108,7 @@ class Telemetry:
             raise
         finally:
             if websocket:
-                metrics.websockets.dec()
+                metrics.open_websockets -= 1
             else:
                 metrics.upstream_seconds.observe(time.monotonic() - started)
             if ctx.extra.get("aborted") == "upstream":

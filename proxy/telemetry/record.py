@@ -72,6 +72,12 @@ def _within(address: str, networks: Sequence[Network]) -> bool:
     return any(ip in net for net in networks)
 
 
+def _cut(text: str, limit: int) -> str:
+    """`text` at most `limit` characters. What is cut is redacted first: half a token no longer looks
+    like one to the writer's redaction of the whole line. (What is not cut is left to the writer.)"""
+    return text if len(text) <= limit else redact(text)[:limit]
+
+
 def trace_name(project: str, trace_id: str) -> str | None:
     return f"projects/{project}/traces/{trace_id}" if project and trace_id else None
 
@@ -80,10 +86,7 @@ def http_record(
     ctx: RequestContext, project: str, trusted: Sequence[Network], now: float, duration: float
 ) -> dict[str, Any]:
     """The record of a finished HTTP request or WebSocket session."""
-    # Client-supplied strings are redacted BEFORE they are cut: a token cut in half no longer looks
-    # like one to the writer's redaction of the whole line.
     path, _, query = ctx.target.partition("?")
-    path = redact(path)
     identity, extra = ctx.identity, ctx.extra
     principal = identity.email if identity is not None else None
     decision = ctx.decision or "error"
@@ -95,17 +98,17 @@ def http_record(
         "time": rfc3339(now),
         "ts": round(now, 3),
         "severity": severity(decision, ctx.status),
-        "message": f"{ctx.method} {path[:200]} {ctx.status} {decision} {principal or '-'}",
+        "message": f"{ctx.method} {_cut(path, 200)} {ctx.status} {decision} {principal or '-'}",
         "kind": kind,
         "httpRequest": {
             "requestMethod": ctx.method,
-            "requestUrl": path[:2048],
+            "requestUrl": _cut(path, 2048),
             "status": ctx.status,
             "requestSize": str(ctx.bytes_in),
             "responseSize": str(ctx.bytes_out),
             "latency": f"{duration:.6f}s",
             "remoteIp": client_ip(ctx.remote, ctx.forwarded_for, trusted),
-            "userAgent": redact(ctx.user_agent)[:200],
+            "userAgent": _cut(ctx.user_agent, 200),
             "protocol": ctx.protocol,
         },
         TRACE_KEY: trace_name(project, ctx.trace_id),
@@ -125,8 +128,8 @@ def http_record(
         "upstream_status": ctx.upstream_status,
         "duration_s": round(duration, 6),
         "peer": ctx.remote,
-        "forwarded_for": redact(ctx.forwarded_for)[:200] or None,
-        "query": redact(query)[:512] or None,
+        "forwarded_for": _cut(ctx.forwarded_for, 200) or None,
+        "query": _cut(query, 512) or None,
         "close_code": int(close_code) if close_code and close_code.lstrip("-").isdigit() else None,
         "grpc": None,
         "aborted": extra.get("aborted"),
@@ -141,7 +144,6 @@ def grpc_record(
     tenant: str,
     request_id: str,
     now: float,
-    credential: str | None = None,
     source: str | None = None,
 ) -> dict[str, Any]:
     """The record of a finished gRPC call (`proxy.grpc.CallRecord`): the same schema, `kind` grpc.
@@ -160,7 +162,7 @@ def grpc_record(
         "kind": "grpc",
         "httpRequest": {
             "requestMethod": "POST",
-            "requestUrl": call.method[:2048],
+            "requestUrl": _cut(call.method, 2048),
             "status": status,
             "requestSize": str(call.bytes_in),
             "responseSize": str(call.bytes_out),
@@ -175,7 +177,7 @@ def grpc_record(
         "trace_id": None,
         "request_id": request_id,
         "principal": principal,
-        "credential": credential if principal else None,
+        "credential": (call.credential or None) if principal else None,
         "tenant": tenant,
         "route": call.method if call.verb else None,
         "verb": call.verb or None,

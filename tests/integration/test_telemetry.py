@@ -17,7 +17,8 @@ from devkit.metadata_server import MetadataServer
 from devkit.ray_double import ASSERTION, RayDouble
 from devkit.records import AccessRecords
 from devkit.util import wait_until
-from proxy.grpc import CallAdmission, Refusal, refusal
+from proxy.errors import Kind
+from proxy.grpc import CallAdmission, refusal
 from proxy.grpc.listener import start_grpc_listener
 from proxy.http.pipeline import PROXY
 from proxy.telemetry.schema import AccessRecord
@@ -170,7 +171,7 @@ async def test_websocket_session_is_one_record_at_close(
         await ws.send_str("close-4001")  # Ray ends the session with its own code
         assert (await ws.receive()).data == 4001
         await wait_until(lambda: access_records.records() != [], 10)  # the session ends in the proxy
-    assert proxy.server.app[PROXY].telemetry.metrics.websockets._value.get() == 0
+    assert proxy.server.app[PROXY].telemetry.metrics.open_websockets == 0
     (record,) = access_records.records()
     record = stable(record)
     assert record["kind"] == "websocket" and record["httpRequest"]["status"] == 101
@@ -251,8 +252,9 @@ async def test_grpc_calls_share_the_schema(make_client: Any, access_records: Acc
 
     async def admit(method: str, md: Metadata) -> CallAdmission:
         if dict(md).get("x-test-user") != "alice@example.com":
-            return refusal(Refusal.FORBIDDEN, "not allowed to use Ray Client here", "eve@example.com")
-        return CallAdmission(True, grpc.StatusCode.OK, "", "alice@example.com", upstream_metadata(md, "tok"))
+            return refusal(Kind.FORBIDDEN, "not allowed to use Ray Client here", "eve@example.com", "client")
+        metadata = upstream_metadata(md, "tok")
+        return CallAdmission(True, grpc.StatusCode.OK, "", "alice@example.com", metadata, "client", "iap")
 
     listener = await start_grpc_listener(
         "127.0.0.1", 0, f"127.0.0.1:{ray_port}", admit, telemetry.record_grpc
@@ -298,6 +300,7 @@ async def test_grpc_calls_share_the_schema(make_client: Any, access_records: Acc
         "messages_out": 1,
     }
     assert allowed["principal"] == "alice@example.com" and allowed["verb"] == "client"
+    assert allowed["credential"] == "iap" and denied["credential"] is None
     assert denied["decision"] == "deny" and denied["severity"] == "WARNING"
     assert (
         denied["grpc"]["code"] == "FAILED_PRECONDITION"

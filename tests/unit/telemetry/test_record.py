@@ -104,22 +104,23 @@ def test_rfc3339() -> None:
 )
 def test_grpc_record(code: str, decision: str, severity_: str) -> None:
     call = CallRecord(
-        "/ray.rpc.RayletDriver/GetObject",
-        "client",
-        "alice@example.com",
-        decision,
-        code,
-        "d",  # type: ignore[arg-type]
-        10,
-        20,
-        1,
-        2,
-        0.5,
-        "c" * 32,
-        "ipv6:[::1]:5050",
+        method="/ray.rpc.RayletDriver/GetObject",
+        verb="client",
+        principal="alice@example.com",
+        decision=decision,  # type: ignore[arg-type]
+        code=code,
+        details="d",
+        bytes_in=10,
+        bytes_out=20,
+        messages_in=1,
+        messages_out=2,
+        duration_s=0.5,
+        client_id="c" * 32,
+        peer="ipv6:[::1]:5050",
+        credential="iap",
     )
-    record = grpc_record(call, tenant="team-a", request_id="r" * 32, now=NOW, credential="iap")
+    record = grpc_record(call, tenant="team-a", request_id="r" * 32, now=NOW)
     AccessRecord.model_validate(record)
-    assert record["severity"] == severity_ and record["peer"] == "::1"
+    assert record["severity"] == severity_ and record["peer"] == "::1" and record["credential"] == "iap"
     assert record["httpRequest"]["requestSize"] == "10" and record["grpc"]["messages_out"] == 2
     assert record["aborted"] == ("cancelled" if code == "CANCELLED" else None)
