@@ -6,8 +6,10 @@ its routes, so it also tells which route *Ray* would have matched. Every arrival
 As a *tripwire* (the default), a request reaches it legitimately only when the test marks it with
 `MAY_PASS`; any other arrival is a refused request that got through, kept in `violations`, and the
 `ray` fixture fails the test for it, whatever the test itself asserted. The proxy's own readiness
-probe (GET /api/gcs_healthz) is the one exception: answered and counted in `probes`. With
-`tripwire=False` it is a plain recording stand-in (the integration suite's `stub_ray`).
+probe (GET /api/gcs_healthz) is one exception: answered and counted in `probes`; the proxy's own
+questions (User-Agent `ray-iap-proxy`: a job's owner, whether Ray redacts secrets) are the other:
+answered (an override, or the default) and kept in `asked`, never in `hits`. With `tripwire=False`
+it is a plain recording stand-in (the integration suite's `stub_ray`).
 
 Default answers: a JSON echo (method, path, route, sha256 and length of the body), with a Ray
 credential cookie the proxy must strip; `/api/v0/logs/stream` streams `n` chunked lines; the log-tail
@@ -24,6 +26,7 @@ from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestServer
 
 from proxy.authz.routes import RAY_ROUTES
+from proxy.jobs.service import OWN_USER_AGENT
 
 MAY_PASS = "x-test-may-reach-ray"  # header name; value "yes"
 PASS = {MAY_PASS: "yes"}
@@ -52,6 +55,7 @@ class RayDouble:
     violations: list[Hit] = field(default_factory=list)
     probes: int = 0
     probe_headers: list[tuple[str, str]] = field(default_factory=list)
+    asked: list[Hit] = field(default_factory=list)  # the proxy's own questions (OWN_USER_AGENT)
     overrides: dict[str, Handler] = field(default_factory=dict)
     url: str = ""
     server: TestServer | None = None
@@ -87,6 +91,16 @@ class RayDouble:
                 self.probe_headers = list(request.headers.items())
                 if self.tripwire:
                     return web.Response(text="success")
+            if request.headers.get("User-Agent") == OWN_USER_AGENT and MAY_PASS not in request.headers:
+                self.asked.append(
+                    Hit(request.method, request.raw_path, pattern, list(request.headers.items()))
+                )
+                own = self.overrides.get(pattern or "")
+                if own is not None:
+                    return await own(request)
+                if pattern == "/api/v0/runtime_env_redaction":  # Ray 2.60's default answer
+                    return web.json_response({"result": True, "msg": "", "data": {"redactionEnabled": True}})
+                return await self.echo(request, pattern)
             hit = Hit(
                 request.method,
                 request.raw_path,

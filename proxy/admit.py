@@ -20,6 +20,7 @@ from .authz.csrf import BrowserFacts, cross_site_reason
 from .authz.routes import RouteTable
 from .authz.target import parse_target
 from .errors import Forbidden, Internal, Kind, ProxyError, Refused
+from .jobs.ownership import JobRef, OwnerLookup
 from .model import Action, Identity, Route, Target, Transport, Verdict
 
 log = logging.getLogger("ray_iap_proxy.admit")
@@ -53,12 +54,14 @@ class Admission:
         routes: Mapping[Transport, RouteTable],
         authorizer: Union,
         max_target_length: int,
+        owners: OwnerLookup | None = None,
     ) -> None:
         self.tenant = tenant
         self.authenticate = authenticate
         self.routes = routes
         self.authorizer = authorizer
         self.max_target_length = max_target_length
+        self.owners = owners  # a job's owner, for owner-scoped grants (`stop:own`); None: never known
 
     async def admit(self, facts: Facts) -> Verdict:
         step = _Step()
@@ -92,6 +95,11 @@ class Admission:
         if route.action is Action.DENY or route.verb is None:
             raise Forbidden(f"{route.pattern} is internal to Ray and never exposed")
         step.upgrade = route.websocket and facts.wants_upgrade
+        job = None
+        if route.job_param is not None and table is not None:
+            raw_job = table.param(route, path, route.job_param)
+            job = JobRef(raw_job, self.owners) if raw_job else None
+            step.job_id = job.id if job is not None else ""
 
         step.source = "cross-site"
         if facts.browser is not None:
@@ -100,7 +108,7 @@ class Admission:
                 raise Forbidden(why, hint=CROSS_SITE_HINT)
 
         step.source = "policy"
-        question = Question(step.identity, self.tenant, route.verb, route, step.target)
+        question = Question(step.identity, self.tenant, route.verb, route, step.target, job)
         decision = await self.authorizer.decide(question)
         step.source = decision.source or "policy"
         if decision.granted:
@@ -117,6 +125,7 @@ class _Step:
     target: Target | None = None
     route: Route | None = None
     upgrade: bool = False
+    job_id: str = ""
 
     def verdict(self, kind: Kind | None, reason: str, hint: str | None = None) -> Verdict:
         return Verdict(
@@ -128,4 +137,5 @@ class _Step:
             route=self.route,
             upgrade=self.upgrade,
             hint=hint,
+            job_id=self.job_id,
         )

@@ -20,6 +20,7 @@ from .authz.routes import DEFAULT_TABLE, RouteTable
 from .authz.sources.build import PolicySources, build_sources
 from .http.listener import ProxyRunner
 from .http.pipeline import PROXY, Proxy, handle
+from .jobs.service import Jobs
 from .model import Transport
 from .settings import Settings
 from .telemetry import Telemetry
@@ -76,14 +77,22 @@ def build_app(
             if clock
             else AuthService(settings, ray_token, fetch)
         )
+        upstream = AiohttpUpstream(settings.upstream, settings.limits)
+        jobs = Jobs(
+            settings.jobs,
+            upstream.fetch,
+            lambda: ray_token.value,
+            lambda who: frozenset(role for role, _ in sources.static.policy.grants(who, settings.tenant)),
+            settings.limits.client_read_timeout_seconds,
+        )
         admission = Admission(
             tenant=settings.tenant,
             authenticate=auth.authenticator.authenticate,
             routes={Transport.HTTP: routes},
             authorizer=sources.union(),
             max_target_length=settings.limits.max_target_length,
+            owners=jobs.owners.owner,
         )
-        upstream = AiohttpUpstream(settings.upstream, settings.limits)
         app[PROXY] = Proxy(
             tenant=settings.tenant,
             admission=admission,
@@ -92,6 +101,7 @@ def build_app(
             upstream=upstream,
             ray_token=ray_token,
             telemetry=telemetry,
+            jobs=jobs,
         )
         telemetry.project = await resolve_project(settings.access_log.project_id, os.environ)
         await auth.start()

@@ -74,6 +74,7 @@ class Route:
     action: Action = Action.FORWARD
     websocket: bool = False
     note: str = ""
+    job_param: str | None = None  # the path parameter naming a Ray job, for owner-scoped verbs
 
     @property
     def name(self) -> str:
@@ -128,6 +129,7 @@ class Verdict:
     route: Route | None = None
     upgrade: bool = False  # a WebSocket upgrade on a WebSocket route
     hint: str | None = None  # advice for a person, when the reason is not enough
+    job_id: str = ""  # the Ray job the route names (its `job_param`), percent-escapes decoded
 
     @property
     def allowed(self) -> bool:
@@ -181,3 +183,4 @@ class RequestContext:
         self.identity, self.route, self.verb = verdict.identity, verdict.route, verdict.verb
         self.decision = "allow" if verdict.allowed else "deny"
         self.reason, self.source = verdict.reason, verdict.source
+        self.job_id = verdict.job_id or self.job_id

@@ -13,9 +13,12 @@ import enum
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..model import Identity, Route, Target, Verb
+
+if TYPE_CHECKING:
+    from ..jobs.ownership import JobRef
 
 log = logging.getLogger("ray_iap_proxy.authz")
 
@@ -33,6 +36,7 @@ class Question:
     verb: Verb
     route: Route | None = None
     target: Target | None = None
+    job: JobRef | None = None  # the job the route names; its owner is looked up only when asked
 
 
 @dataclass(frozen=True, slots=True)

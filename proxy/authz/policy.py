@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..model import CredentialKind, Identity, Verb
 
@@ -57,6 +57,11 @@ class Grant:
     granted: bool
     reason: str
     role: str | None = None
+    if_owner: bool = False  # granted only on a job the caller submitted (`stop:own`): see proxy/jobs
+
+
+# Verbs a role may grant on the caller's own jobs only, as `VERB:own`.
+OWNABLE = frozenset({Verb.STOP, Verb.DELETE, Verb.LOGS})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +69,7 @@ class Policy:
     roles: Mapping[str, frozenset[Verb]]
     groups: Mapping[str, frozenset[str]]
     bindings: tuple[Binding, ...]
+    owned: Mapping[str, frozenset[Verb]] = field(default_factory=dict)  # role -> `VERB:own` grants
 
     def grants(self, identity: Identity, tenant: str) -> list[tuple[str, Member]]:
         """The (role, member) pairs through which `identity` holds a role in `tenant`."""
@@ -81,11 +87,21 @@ class Policy:
             verbs |= self.roles.get(role, frozenset())
         return verbs
 
+    def owned_for(self, identity: Identity, tenant: str) -> frozenset[Verb]:
+        """The verbs `identity` holds only on jobs it submitted (`VERB:own`)."""
+        verbs: frozenset[Verb] = frozenset()
+        for role, _ in self.grants(identity, tenant):
+            verbs |= self.owned.get(role, frozenset())
+        return verbs
+
     def decide(self, identity: Identity, tenant: str, verb: Verb) -> Grant:
         grants = self.grants(identity, tenant)
         for role, member in grants:
             if verb in self.roles.get(role, frozenset()):
                 return Grant(True, f"role {role} via {member} grants {verb}", role)
+        for role, member in grants:
+            if verb in self.owned.get(role, frozenset()):
+                return Grant(False, f"role {role} via {member} grants {verb}:own", role, if_owner=True)
         if not grants:
             return Grant(False, f"{identity.email} has no role in tenant {tenant}")
         held = ", ".join(sorted({role for role, _ in grants}))

@@ -18,19 +18,26 @@ from ..model import Verb
 from ..settings.base import Section, Str, invalid
 from ..settings.load import parse_yaml, read_yaml, validate
 from ..settings.schema import TENANT_RE
-from .policy import Binding, Member, MemberKind, Policy
+from .policy import OWNABLE, Binding, Member, MemberKind, Policy
 
 EMAIL_RE = re.compile(r"^[^@\s:]+@[^@\s:]+\.[^@\s:]+$")
 DOMAIN_RE = re.compile(r"^([a-z0-9-]+\.)+[a-z0-9-]+$")
 _KINDS = "user, group, domain, serviceAccount, system"
 SYSTEM_PRINCIPALS = frozenset({"ray-token"})
+OWN_SUFFIX = ":own"
 
 
 def _verb(value: object) -> object:
     if value == "*" or (isinstance(value, str) and value in Verb.__members__.values()):
         return value
+    if isinstance(value, str) and value.endswith(OWN_SUFFIX):  # `stop:own`: the caller's jobs only
+        if value[: -len(OWN_SUFFIX)] in {v.value for v in OWNABLE}:
+            return value
+        ownable = ", ".join(f"{v.value}{OWN_SUFFIX}" for v in sorted(OWNABLE))
+        raise invalid(f"cannot be scoped to the caller's own jobs (only {ownable})")
     known = ", ".join(v.value for v in Verb)
-    raise invalid(f'is not a verb (known: {known}, or "*")')
+    ownable = ", ".join(f"{v.value}{OWN_SUFFIX}" for v in sorted(OWNABLE))
+    raise invalid(f'is not a verb (known: {known}, {ownable}, or "*")')
 
 
 def _some_verbs(value: tuple[str, ...]) -> tuple[str, ...]:
@@ -110,7 +117,9 @@ class PolicyDoc(Section):
     """A policy file: roles (verbs), static groups, and bindings of members to roles per tenant."""
 
     roles: dict[str, Annotated[tuple[VerbName, ...], AfterValidator(_some_verbs)]] = Field(
-        default_factory=dict, description='role name -> the verbs it grants ("*" = every verb)'
+        default_factory=dict,
+        description='role name -> the verbs it grants ("*" = every verb; `stop:own`, '
+        "`delete:own`, `logs:own`: only on jobs the caller submitted)",
     )
     groups: dict[
         Annotated[str, BeforeValidator(_group_name)], tuple[Annotated[str, BeforeValidator(_email)], ...]
@@ -121,7 +130,13 @@ class PolicyDoc(Section):
 def compile_policy(doc: PolicyDoc, problems: list[str]) -> Policy:
     """The document's parts tied together; references that do not resolve are problems."""
     roles = {
-        name: frozenset(Verb) if "*" in verbs else frozenset(Verb(v) for v in verbs)
+        name: frozenset(Verb)
+        if "*" in verbs
+        else frozenset(Verb(v) for v in verbs if not v.endswith(OWN_SUFFIX))
+        for name, verbs in doc.roles.items()
+    }
+    owned = {
+        name: frozenset(Verb(v[: -len(OWN_SUFFIX)]) for v in verbs if v.endswith(OWN_SUFFIX))
         for name, verbs in doc.roles.items()
     }
     groups = {name.lower(): frozenset(m.lower() for m in members) for name, members in doc.groups.items()}
@@ -143,7 +158,7 @@ def compile_policy(doc: PolicyDoc, problems: list[str]) -> Policy:
             members.append(member)
         if b.role in roles:
             bindings.append(Binding(tenant=b.tenant, role=b.role, members=tuple(members)))
-    return Policy(roles=roles, groups=groups, bindings=tuple(bindings))
+    return Policy(roles=roles, groups=groups, bindings=tuple(bindings), owned=owned)
 
 
 def parse_policy(raw: Any, problems: list[str]) -> Policy | None:

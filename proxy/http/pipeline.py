@@ -27,6 +27,7 @@ from ..auth.extract import credentials
 from ..auth.providers.iap import IapProvider
 from ..authz.csrf import BrowserFacts
 from ..errors import Kind, ProxyError, UpstreamError
+from ..jobs.service import Jobs
 from ..model import Action, RequestContext, Route, Transport, Verdict
 from ..telemetry import Telemetry
 from ..upstream.base import Upstream
@@ -52,6 +53,7 @@ class Proxy:
     telemetry: Telemetry
     draining: bool = False
     inflight: set[asyncio.Task[Any]] = field(default_factory=set)  # drained at shutdown
+    jobs: Jobs | None = None  # job submitters, owners and secrets; None: requests pass unchanged
 
 
 PROXY = web.AppKey("proxy", Proxy)
@@ -143,11 +145,18 @@ async def forward(
     if route.action is Action.LOCAL:
         return _local(route, ctx)
     headers = request_headers(request.headers.items(), proxy.ray_token.value)
+    body = None
+    if proxy.jobs is not None:  # the submitter recorded; reads made ones Ray redacts secrets in
+        headers, body = await proxy.jobs.prepare(request, ctx, verdict, headers)
     # the client span and Ray's `traceparent`; upstream latency, errors and open WebSockets
     with proxy.telemetry.upstream(ctx, headers, span, request.headers, verdict.upgrade) as headers:
         if verdict.upgrade:
             return await proxy.upstream.websocket(request, ctx, target.raw, headers)
-        return await proxy.upstream.http(request, ctx, target.raw, headers)
+        try:
+            return await proxy.upstream.http(request, ctx, target.raw, headers, body)
+        finally:
+            if proxy.jobs is not None:
+                proxy.jobs.finished(verdict)
 
 
 def refuse(

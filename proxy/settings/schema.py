@@ -28,6 +28,7 @@ from .base import (
     setting,
 )
 from .credentials import GoogleIdTokens, KeySet
+from .jobs import Jobs
 from .sources import GoogleGroups, KubernetesRbac
 
 TENANT_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -239,6 +240,11 @@ class Settings(Section):
         None,
         "resolve the policy's groups through Cloud Identity with the pod's Workload Identity (below; "
         "[policy](policy.md#google-groups)). Off when absent: groups hold only their listed members.",
+    )
+    jobs: Jobs = setting(
+        Jobs(),
+        "who submitted each job, owner-scoped verbs and job secrets (below; "
+        "[policy](policy.md#job-ownership-and-secrets)).",
     )
 
     @model_validator(mode="before")

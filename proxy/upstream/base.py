@@ -9,8 +9,10 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
+from ..errors import UpstreamError
 from ..model import RequestContext
 from ..settings import Limits
+from .errors import upstream_error
 from .headers import RAY_TOKEN_HEADER, Headers
 from .http import forward_http, upstream_timeout
 from .websocket import forward_websocket
@@ -21,7 +23,12 @@ HEALTH_TIMEOUT_SECONDS = 2.0
 
 class Upstream(Protocol):
     async def http(
-        self, request: web.Request, ctx: RequestContext, target: str, headers: Headers
+        self,
+        request: web.Request,
+        ctx: RequestContext,
+        target: str,
+        headers: Headers,
+        body: bytes | None = None,
     ) -> web.StreamResponse: ...
 
     async def websocket(
@@ -30,6 +37,10 @@ class Upstream(Protocol):
 
     async def problem(self, ray_token: str | None) -> str | None:
         """Why Ray is not usable now (for readiness), or None."""
+        ...
+
+    async def fetch(self, target: str, headers: Headers, limit: int) -> tuple[int, bytes]:
+        """A small GET the proxy asks Ray itself (a job's owner): status and at most `limit` bytes."""
         ...
 
     async def close(self) -> None: ...
@@ -54,7 +65,12 @@ class AiohttpUpstream:
         return URL(self.base + target, encoded=True)
 
     async def http(
-        self, request: web.Request, ctx: RequestContext, target: str, headers: Headers
+        self,
+        request: web.Request,
+        ctx: RequestContext,
+        target: str,
+        headers: Headers,
+        body: bytes | None = None,
     ) -> web.StreamResponse:
         limits = self.limits
         return await forward_http(
@@ -65,6 +81,7 @@ class AiohttpUpstream:
             headers,
             limits.max_body_bytes,
             limits.client_read_timeout_seconds,
+            replacement=body,
         )
 
     async def websocket(
@@ -85,6 +102,20 @@ class AiohttpUpstream:
                 return None if r.status == 200 else f"Ray answered {r.status}"
         except (aiohttp.ClientError, TimeoutError):
             return "Ray not answering"
+
+    async def fetch(self, target: str, headers: Headers, limit: int) -> tuple[int, bytes]:
+        """Raises UpstreamError when Ray cannot be asked or answers more than `limit` bytes; the
+        caller bounds the time."""
+        try:
+            async with self.session.get(self.url(target), headers=headers, allow_redirects=False) as r:
+                body = bytearray()
+                async for chunk in r.content.iter_chunked(64 * 1024):  # at most limit/64 KiB + 1 turns
+                    body += chunk
+                    if len(body) > limit:
+                        raise UpstreamError(f"Ray's answer to {target[:80]} is larger than {limit} bytes")
+                return r.status, bytes(body)
+        except aiohttp.ClientError as exc:
+            raise upstream_error(exc) from exc
 
     async def close(self) -> None:
         await self.session.close()

@@ -66,17 +66,24 @@ async def forward_http(
     headers: Headers,
     max_body_bytes: int,
     client_stall_seconds: float | None = None,
+    replacement: bytes | None = None,
 ) -> web.StreamResponse:
     """Send the request to Ray and stream the answer back. Raises UpstreamError (Ray's fault),
     ClientFault or BodyTooLarge (the client's) before the answer has started; after that, a failure
     aborts the client connection so the truncation is visible. `client_stall_seconds` bounds each
-    wait for the client: for the next piece of its body, or for it to take the next piece of ours."""
+    wait for the client: for the next piece of its body, or for it to take the next piece of ours.
+    `replacement` is a body the proxy rewrote (a job submission, read already), sent instead."""
     if request.content_length is not None and request.content_length > max_body_bytes:
         raise BodyTooLarge(max_body_bytes)
-    upload = _Upload(request, ctx, max_body_bytes, client_stall_seconds) if has_body(request) else None
-    body = upload.chunks() if upload is not None else None
-    if body is not None and request.content_length is not None:
-        headers = [*headers, ("Content-Length", str(request.content_length))]
+    upload = None
+    body: AsyncIterator[bytes] | bytes | None = replacement
+    if replacement is not None:
+        headers = [*headers, ("Content-Length", str(len(replacement)))]
+    elif has_body(request):
+        upload = _Upload(request, ctx, max_body_bytes, client_stall_seconds)
+        body = upload.chunks()
+        if request.content_length is not None:
+            headers = [*headers, ("Content-Length", str(request.content_length))]
     sent = {name.lower() for name, _ in headers}
     skip = {h for h in _AUTO_HEADERS if h.lower() not in sent}
     response: web.StreamResponse | None = None

@@ -11,6 +11,7 @@ from ...model import Action, Route, Verb
 RAY_VERSION = "2.60.0"
 
 V, L, S, D = Verb.VIEW, Verb.LOGS, Verb.SUBMIT, Verb.DEBUG
+JOB = "job_or_submission_id"  # the parameter naming a job, for `stop:own` and the like
 
 # (method, pattern, verb, action, websocket, note). `{x}` is one non-empty segment; `{x:.+}` the rest.
 RAY_ROUTES: tuple[Route, ...] = (
@@ -38,12 +39,12 @@ RAY_ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/packages/{protocol}/{package_name}", S, note="GET* pins the package in GCS"),
     Route("PUT", "/api/packages/{protocol}/{package_name}", S, note="working_dir upload, up to 100 MiB"),
     Route("POST", "/api/jobs/", S, note="runs an arbitrary command on the cluster"),
-    Route("POST", "/api/jobs/{job_or_submission_id}/stop", Verb.STOP),
-    Route("DELETE", "/api/jobs/{job_or_submission_id}", Verb.DELETE),
-    Route("GET", "/api/jobs/{job_or_submission_id}", V),
+    Route("POST", "/api/jobs/{job_or_submission_id}/stop", Verb.STOP, job_param=JOB),
+    Route("DELETE", "/api/jobs/{job_or_submission_id}", Verb.DELETE, job_param=JOB),
+    Route("GET", "/api/jobs/{job_or_submission_id}", V, job_param=JOB),
     Route("GET", "/api/jobs/", V),
-    Route("GET", "/api/jobs/{job_or_submission_id}/logs", L),
-    Route("GET", "/api/jobs/{job_or_submission_id}/logs/tail", L, websocket=True),
+    Route("GET", "/api/jobs/{job_or_submission_id}/logs", L, job_param=JOB),
+    Route("GET", "/api/jobs/{job_or_submission_id}/logs/tail", L, websocket=True, job_param=JOB),
     Route("GET", "/api/component_activities", V),
     Route("GET", "/nodes", V),
     Route("GET", "/nodes/{node_id}", V, note="includes worker command lines"),

@@ -58,3 +58,10 @@ class RouteTable:
             if m == method and regex.fullmatch(path):
                 return r
         return None
+
+    def param(self, route: Route, path: str, name: str) -> str | None:
+        """The raw (still percent-escaped) value of path parameter `name` of `route` in `path`."""
+        for _, regex, r in self.dynamic:
+            if r is route and (match := regex.fullmatch(path)) is not None:
+                return match.groupdict().get(name)
+        return None
