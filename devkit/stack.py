@@ -66,8 +66,14 @@ class Stack:
         proxy_port: int | None = None,
         iap_port: int | None = None,
         head: RayHead | None = None,
+        extra_config: str = "",
+        ray_client: bool = False,
     ) -> None:
+        """`extra_config` is YAML appended to the proxy's config; `ray_client` opens its gRPC listener
+        (`client_listen`) in front of the head's Ray Client server."""
         self.workdir = workdir
+        self.extra_config = extra_config
+        self.client_port = free_ports(1)[0] if ray_client else None
         self.browser_email = browser_email
         self.policy = policy
         ports = free_ports(2)
@@ -83,6 +89,11 @@ class Stack:
     @property
     def proxy_url(self) -> str:
         return f"http://127.0.0.1:{self.proxy_port}"
+
+    @property
+    def client_address(self) -> str:
+        """`ray://` through the proxy's gRPC listener (with `ray_client=True`)."""
+        return f"ray://127.0.0.1:{self.client_port}"
 
     @property
     def browser_url(self) -> str:
@@ -156,6 +167,13 @@ class Stack:
             policy_file: policy.yaml
             shutdown_grace_seconds: 5
             """)
+            + (
+                f"client_listen: 127.0.0.1:{self.client_port}\n"
+                f"client_upstream: 127.0.0.1:{self.head.ports.client_server}\n"
+                if self.client_port is not None
+                else ""
+            )
+            + self.extra_config
         )
 
     def _spawn(self, name: str, args: Sequence[str], stdout: Path | None = None) -> None:
