@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ..settings import Settings
 from .admission import grpc_admit
+from .credentials import SessionCredentials
 from .listener import Listener, start_grpc_listener
 
 if TYPE_CHECKING:
@@ -26,7 +27,7 @@ async def start_client_listener(settings: Settings, proxy: Proxy) -> Listener | 
         where.host,
         where.port,
         f"{upstream.host}:{upstream.port}",
-        grpc_admit(proxy.admission, proxy.ray_token),
+        grpc_admit(proxy.admission, proxy.ray_token, SessionCredentials(settings.client_session_max_seconds)),
         proxy.telemetry.record_grpc,
     )
     log.info("Ray Client (gRPC) listening on %s, upstream %s", where, upstream)

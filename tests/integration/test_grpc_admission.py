@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -130,3 +131,49 @@ async def test_methods_outside_ray_clients_table_are_refused(client: Client, min
     err = await client.refused(method, (("x-goog-iap-jwt-assertion", mint(ROOT)),))
     assert err.code() == FINAL and "not a known Ray route" in (err.details() or "")
     assert client.stub.seen == []
+
+
+async def test_a_session_outlives_its_token_within_the_bound_and_only_for_itself(
+    make_client: Any, key_server: tuple[Any, str], mint: Any
+) -> None:
+    """IAP's assertion lives 10 minutes; a Ray Client session sends the same one for hours."""
+    from proxy.grpc.admission import grpc_admit
+    from proxy.grpc.credentials import SessionCredentials
+
+    wall = [time.time()]
+    http = await make_client(clock=lambda: wall[0])
+    proxy = http.server.app[PROXY]
+    mono = [0.0]
+    admit = grpc_admit(proxy.admission, proxy.ray_token, SessionCredentials(3600), clock=lambda: mono[0])
+    token = mint(ROOT, now=wall[0])
+
+    def md(client_id: str) -> tuple[tuple[str, str], ...]:
+        return (("client_id", client_id), ("x-goog-iap-jwt-assertion", token))
+
+    assert (await admit(SCHEDULE, md("s1"))).allowed
+    wall[0] += 1200  # the assertion expired 10 minutes ago
+    mono[0] += 1200
+    assert (await admit(SCHEDULE, md("s1"))).allowed  # the same session goes on
+    other = await admit(SCHEDULE, md("s2"))  # the same token for a new session: verified now, expired
+    assert not other.allowed and "expired" in other.details
+    mono[0] += 2401  # past the bound, counted from the first verification
+    late = await admit(SCHEDULE, md("s1"))
+    assert not late.allowed and "expired" in late.details
+
+
+async def test_a_remembered_session_is_still_authorized_under_the_current_policy(
+    make_client: Any, mint: Any
+) -> None:
+    from proxy.authz.policy import EMPTY_POLICY
+    from proxy.grpc.admission import grpc_admit
+    from proxy.grpc.credentials import SessionCredentials
+
+    http = await make_client()
+    proxy = http.server.app[PROXY]
+    admit = grpc_admit(proxy.admission, proxy.ray_token, SessionCredentials(3600))
+    md = (("client_id", "s1"), ("x-goog-iap-jwt-assertion", mint(ROOT)))
+    assert (await admit(SCHEDULE, md)).allowed
+    static = next(s for s in proxy.admission.authorizer.sources if s.name == "static")
+    static.replace(EMPTY_POLICY)  # access revoked
+    revoked = await admit(SCHEDULE, md)
+    assert not revoked.allowed and "has no role" in revoked.details
