@@ -5,6 +5,7 @@ line on stderr, never a traceback.
     serve · check-config · routes · schema          commands.py
     explain                                          explain_cmd.py (the decision: explain.py)
     dev-keygen · dev-token · dev-iap · dev-config    devcmds.py
+    audit                                            audit_cmd.py (the reports: proxy/audit/)
 
 A new command is a module with `register` and one line in COMMANDS.
 """
@@ -20,7 +21,8 @@ from .errors import EXIT_INTERRUPTED, EXIT_PIPE, PROG, CliError
 
 __all__ = ["main", "parser"]
 
-COMMANDS = ("commands", "explain_cmd", "devcmds")  # modules of this package with a `register(sub)`
+# modules of this package with a `register(sub)`
+COMMANDS = ("commands", "explain_cmd", "devcmds", "audit_cmd")
 
 
 def version() -> str:

@@ -33,6 +33,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument(
         "--log-level", default="info", choices=["debug", "info", "warning", "error"], help="application logs"
     )
+    s.add_argument(
+        "--log-format",
+        default="auto",
+        choices=["auto", "text", "json"],
+        help="application logs on stderr: json (severity, message, time) for Cloud Logging, text for a "
+        "person; auto: text on a terminal, json otherwise",
+    )
     s.set_defaults(func=serve)
 
     s = add_parser(
@@ -61,7 +68,7 @@ def serve(args: argparse.Namespace) -> int:
     from ..telemetry.logs import setup_logging
     from ..upstream.ray_token import RayToken
 
-    setup_logging(getattr(logging, args.log_level.upper()))
+    setup_logging(getattr(logging, args.log_level.upper()), args.log_format)
     settings, policy = load(args.config)
     try:
         RayToken(settings.ray_token_file).load()

@@ -27,12 +27,13 @@ _prefix = ""
 
 
 def rfc3339(now: float) -> str:
-    """`2026-05-01T12:00:00.123Z`. The seconds part is formatted once per second."""
+    """`2026-05-01T12:00:00.123Z`, to the millisecond `round(now, 3)` names (so `time` and `ts` of a
+    record agree). The seconds part is formatted once per second."""
     global _second, _prefix
-    whole = int(now)
+    whole, ms = divmod(round(now * 1000), 1000)
     if whole != _second:
         _second, _prefix = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-    return f"{_prefix}.{int((now - whole) * 1000):03d}Z"
+    return f"{_prefix}.{ms:03d}Z"
 
 
 def severity(decision: str, status: int) -> str:
