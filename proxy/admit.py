@@ -63,10 +63,13 @@ class Admission:
         self.max_target_length = max_target_length
         self.owners = owners  # a job's owner, for owner-scoped grants (`stop:own`); None: never known
 
-    async def admit(self, facts: Facts) -> Verdict:
+    async def admit(self, facts: Facts, known: Identity | None = None) -> Verdict:
+        """The verdict for `facts`. `known` is an identity verified earlier by the caller (a Ray Client
+        session's credential, within its bound; `explain`'s given identity): authentication is then
+        skipped, every other step is not."""
         step = _Step()
         try:
-            return await self._admit(facts, step)
+            return await self._admit(facts, step, known)
         except Refused as exc:
             return step.verdict(exc.kind, exc.reason, exc.hint)
         except ProxyError as exc:
@@ -76,7 +79,7 @@ class Admission:
             err = Internal()
             return step.verdict(err.kind, err.reason)
 
-    async def _admit(self, facts: Facts, step: _Step) -> Verdict:
+    async def _admit(self, facts: Facts, step: _Step, known: Identity | None) -> Verdict:
         step.source = "target"
         if facts.transport is Transport.HTTP:
             step.target = parse_target(facts.target, self.max_target_length)
@@ -84,7 +87,7 @@ class Admission:
         else:
             path = facts.target
         step.source = "authn"
-        step.identity = await self.authenticate(facts.credentials)
+        step.identity = known if known is not None else await self.authenticate(facts.credentials)
 
         step.source = "routes"
         table = self.routes.get(facts.transport)
@@ -103,7 +106,9 @@ class Admission:
 
         step.source = "cross-site"
         if facts.browser is not None:
-            why = cross_site_reason(facts.method, facts.browser, upgrade=step.upgrade)
+            why = cross_site_reason(
+                facts.method, facts.browser, upgrade=step.upgrade, side_effects=route.side_effects
+            )
             if why is not None:
                 raise Forbidden(why, hint=CROSS_SITE_HINT)
 

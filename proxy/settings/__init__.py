@@ -2,7 +2,10 @@
 problem reported at once (`load.py`), and the generated reference (`reference.py`)."""
 
 from .base import HostPort
+from .credentials import Iap
+from .limits import Limits
 from .load import load
-from .schema import Iap, Limits, Settings, Tracing
+from .schema import Settings
+from .telemetry import Tracing
 
 __all__ = ["HostPort", "Iap", "Limits", "Settings", "Tracing", "load"]

@@ -122,3 +122,31 @@ def _upstream(value: object) -> str:
 
 
 UpstreamUrl = Annotated[str, BeforeValidator(_upstream), WithJsonSchema({"type": "string", "format": "uri"})]
+
+
+def _public_url(value: object) -> str:
+    if not isinstance(value, str):
+        raise invalid("must be a string")
+    shape = "must be https://HOST[:PORT] (where people open the dashboard; no path, query or user)"
+    if not value.isascii():
+        raise invalid(shape + ": write an international host name in its xn-- form")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - a bad port raises here
+    except ValueError:
+        raise invalid(shape) from None
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or "?" in value
+        or "#" in value
+        or "@" in parts.netloc
+    ):
+        raise invalid(shape)
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise invalid("must be https (plain http is allowed only on loopback)")
+    return value.rstrip("/")
+
+
+PublicUrl = Annotated[str, BeforeValidator(_public_url), WithJsonSchema({"type": "string", "format": "uri"})]

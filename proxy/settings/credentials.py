@@ -8,7 +8,8 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, field_validator
 
-from .base import Int, KeySetUrl, Section, invalid, setting
+from .audiences import shape_problem as audience_shape_problem
+from .base import Bool, Int, KeySetUrl, Section, Str, invalid, setting
 
 # Any gcloud-minted token carries this audience: accepting it would accept every gcloud user's token.
 GCLOUD_CLIENT_ID = "32555940559.apps.googleusercontent.com"
@@ -62,6 +63,47 @@ class GoogleIdTokens(KeySet):
     )
     max_token_lifetime_seconds: Int = setting(
         3600, "`exp - iat` must not exceed this (Google's ID tokens live an hour).", low=60, high=86400
+    )
+
+    @field_validator("audiences")
+    @classmethod
+    def _some(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise invalid("must list at least one audience")
+        return value
+
+
+def _audience(value: object) -> object:
+    if not isinstance(value, str) or not value.strip():
+        raise invalid("must be a non-empty string")
+    if problem := audience_shape_problem(value):  # it could never match a real assertion
+        raise invalid(problem)
+    return value
+
+
+class Iap(KeySet):
+    """How IAP's signed header is verified."""
+
+    audiences: tuple[Annotated[str, BeforeValidator(_audience)], ...] = setting(
+        doc="the accepted `aud` values: `/projects/PROJECT_NUMBER/global/backendServices/SERVICE_ID` "
+        "(the numeric backend service id). Several are allowed, e.g. while a load balancer is recreated. "
+        "The token's `aud` must be a string equal to one of them."
+    )
+    jwks_url: KeySetUrl = setting(
+        "https://www.gstatic.com/iap/verify/public_key-jwk",
+        "Google's key set. Both the JWKS (`public_key-jwk`) and the PEM dictionary (`public_key`) "
+        "formats are understood; only P-256 keys are kept. `http://` is accepted only for loopback "
+        "hosts (tests, dev-iap).",
+    )
+    issuer: Str = setting("https://cloud.google.com/iap", "the exact `iss` required.")
+    max_token_lifetime_seconds: Int = setting(
+        600, "`exp - iat` must not exceed this (IAP's assertions live 10 minutes).", low=60, high=86400
+    )
+    allow_non_ascii_emails: Bool = setting(
+        False,
+        "accept identities whose email is not plain ASCII (possible with IAP external identities). Off: "
+        "such an assertion gets 401. Emails are never case-folded beyond A-Z either way, so a look-alike "
+        "(`\\u212a` KELVIN SIGN for `k`) is another address.",
     )
 
     @field_validator("audiences")

@@ -94,7 +94,7 @@ def test_all_problems_are_reported_together(tmp_path: Path) -> None:
         "iap.jwks_url: 'http://keys.example.com/k' must be https (plain http is allowed only on loopback)",
         "limits.max_body_bytes: -1 must be between 0 and 1.09951e+12",
         "limits.speed: unknown key",
-        "tracing.exporter: 'jaeger' must be none or console",
+        "tracing.exporter: 'jaeger' must be none, console or otlp",
         "iap2: unknown key",
     ]
 
