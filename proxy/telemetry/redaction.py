@@ -7,16 +7,28 @@ from __future__ import annotations
 import logging
 import re
 
-# A JWS (three base64url parts, the first starting like a JSON header), bearer credentials, and
-# credential cookies. A second line of defence: nothing should log them in the first place.
+# What authenticates someone, in every form it takes in a log line, a traceback or a repr:
+# - a JWS (three base64url parts, the first starting like a JSON header);
+# - a bearer credential;
+# - a credential header with its value, as a header line, a dict entry or a query parameter
+#   (`x-goog-iap-jwt-assertion: ...`, `'Authorization': 'Basic ...'`);
+# - a credential cookie with its value, however the name is dressed (`$`, quotes, `__Host-`/
+#   `__Secure-`, `_` or `-`, any case) and however opaque the value (IAP's session values are not
+#   JWTs: `__Host-GCP_IAP_AUTH_TOKEN_<id>=AeEu...`, `GCP_IAP_UID=securetoken.google.com/p:uid`).
+# A second line of defence: nothing should log them in the first place.
+_VALUE = r"""(?:"[^"]*"|'[^']*'|[^\s;,"']+)"""
+_SEP = r"""["']?\s*[:=]\s*"""
+_COOKIE = r"\$?(?:__(?:host|secure)[-_])?(?:gcp[-_]iaa?p|ray[-_]authentication[-_]token)[\w-]*"
+_HEADER = r"(?:proxy[-_]|x[-_]ray[-_])?authorization|x[-_]goog[-_]iap[-_]jwt[-_]assertion"
 _SECRETS = re.compile(
     r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"
     r"|(?i:bearer)\s+[A-Za-z0-9._~+/=-]+"
-    r"|(?i:ray-authentication-token|GCP_IAP_[A-Z_]*|__Host-GCP_IAP_[A-Z_0-9]*)=[^;\s\"]+"
+    rf"|(?i:{_HEADER}){_SEP}[\"']?(?:[A-Za-z]+\s+)?[^\s\"',;]+"
+    rf"|(?i:{_COOKIE}){_SEP}{_VALUE}"
 )
 
-
-_MARKERS = ("eyj", "bearer", "ray-authentication-token", "gcp_iap_")
+# Lower-case substrings of which every match above holds one: the cheap look first.
+_MARKERS = ("eyj", "bearer", "authorization", "assertion", "gcp_ia", "gcp-ia", "authentication")
 
 
 def redact(text: str) -> str:

@@ -3,6 +3,11 @@ filtered before the client sees it.
 
 Names are compared after lower-casing and mapping `_` to `-`, so `X_Ray_Authorization` and
 `AUTHORIZATION` are the same header here as they may be to some server behind us.
+
+Credential cookies are dropped however they are written. Every parser behind us may read a Cookie
+header differently: RFC 6265 separates pairs with `;` only, older ones also split on `,`, honour
+RFC 2965's `$Version`/`$Path` attributes, strip quotes and whitespace, or fold case. So a pair is
+dropped when *any* reading of it names a credential cookie, and `$` attributes are never passed on.
 """
 
 from __future__ import annotations
@@ -52,8 +57,13 @@ REWRITERS = frozenset(
 )
 # Set by the client stack itself, or by us.
 TRANSPORT = frozenset({"host", "content-length", "expect"})
-# Cookies that carry credentials: Ray's own token and IAP's session.
-SECRET_COOKIE_PREFIXES = ("ray-authentication-token", "gcp_iap_", "__host-gcp_iap_")
+# Cookie carriers: filtered pair by pair (`cookie`), or never forwarded at all (RFC 2965's `cookie2`).
+COOKIE_HEADERS = frozenset({"cookie", "cookie2"})
+# Cookies that carry credentials, as normalized by `cookie_name`: Ray's own token, and every cookie
+# of IAP's sign-in (`GCP_IAP_UID`, `GCP_IAP_XSRF_NONCE_<id>`, `__Host-GCP_IAP_AUTH_TOKEN_<id>`, and
+# the legacy `GCP_IAAP_AUTH_TOKEN[_<id>]`); any `__Host-`/`__Secure-` prefix is looked through.
+SECRET_COOKIE_PREFIXES = ("ray-authentication-token", "gcp-iap", "gcp-iaap")
+_COOKIE_NAME_PREFIXES = ("host-", "secure-")  # `__Host-`, `__Secure-` once `_` reads as `-`
 RAY_TOKEN_HEADER = "X-Ray-Authorization"
 
 
@@ -71,7 +81,7 @@ def _dropped(name: str, connection_tokens: frozenset[str]) -> bool:
         or n in connection_tokens
         or n.startswith("x-goog-")
         or n.startswith("x-forwarded-")
-        or n == "cookie"
+        or n in COOKIE_HEADERS
     )
 
 
@@ -83,18 +93,35 @@ def _connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
     return frozenset(tokens - {"close", "keep-alive"})
 
 
+def cookie_name(raw: str) -> str:
+    """A cookie name as the most lenient parser would read it: whitespace, quotes and a leading `$`
+    stripped, lower-case, `_` as `-`, without the `__Host-`/`__Secure-` prefix."""
+    name = norm(raw.strip().strip("\"'").lstrip("$").strip()).lstrip("-")
+    for prefix in _COOKIE_NAME_PREFIXES:
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
 def is_secret_cookie(name: str) -> bool:
-    return name.strip().lower().startswith(SECRET_COOKIE_PREFIXES)
+    return cookie_name(name).startswith(SECRET_COOKIE_PREFIXES)
+
+
+def _names_a_secret(pair: str) -> bool:
+    """Whether a `;`-separated pair names a credential cookie, read as one pair or split on `,`."""
+    return any(is_secret_cookie(piece.partition("=")[0]) for piece in pair.split(","))
 
 
 def filter_cookie(value: str) -> str | None:
-    """The Cookie header without credential cookies; None when nothing is left."""
+    """The Cookie header without credential cookies and without `$` attributes; None when nothing
+    is left. A pair is kept whole or dropped whole: `prefs=a,b` stays as it is."""
     kept = []
-    for part in value.split(";"):
-        name, sep, _ = part.partition("=")
-        if not sep or not name.strip() or is_secret_cookie(name):
+    for pair in value.split(";"):
+        name, sep, _ = pair.partition("=")
+        name = name.strip()
+        if not sep or not name or name.startswith("$") or _names_a_secret(pair):
             continue
-        kept.append(part.strip())
+        kept.append(pair.strip())
     return "; ".join(kept) or None
 
 
@@ -120,13 +147,15 @@ def response_headers(incoming: Iterable[tuple[str, str]]) -> Headers:
         n = norm(name)
         if n in HOP_BY_HOP or n in tokens:
             continue
-        if n == "set-cookie" and _sets_secret_cookie(value):
+        if n == "set-cookie2" or (n == "set-cookie" and _sets_secret_cookie(value)):
             continue
         out.append((name, value))
     return out
 
 
 def _sets_secret_cookie(value: str) -> bool:
+    if any(_names_a_secret(pair) for pair in value.split(";")):
+        return True
     try:
         cookie: SimpleCookie = SimpleCookie()
         cookie.load(value)
