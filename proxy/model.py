@@ -46,10 +46,24 @@ class CredentialKind(enum.StrEnum):
     RAY_TOKEN = "ray_token"  # the cluster's own Ray token (in-cluster callers)
 
 
+GOOGLE_IDENTITY = "GOOGLE"  # IAP's `identity_source` for Google accounts; "GCIP" for Identity Platform
+
+
+def ascii_lower(text: str) -> str:
+    """Lower-case A-Z only. Python's `str.lower` folds by Unicode rules (KELVIN SIGN U+212A becomes
+    `k`), which would let one address stand for another; identities are compared without it."""
+    return text.translate(_ASCII_LOWER)
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
 @dataclass(frozen=True, slots=True)
 class Identity:
-    """A verified caller. `email` is the principal, lower-cased; `hosted_domain` the verified `hd`
-    claim, if any; `groups` what the proxy learnt of the caller's groups (none from IAP itself)."""
+    """A verified caller. `email` is the principal, ASCII-lower-cased; `hosted_domain` the verified
+    `hd` claim, if any; `groups` what the proxy learnt of the caller's groups (none from IAP itself).
+    `identity_source` says who vouches for the email: Google, or (IAP external identities) another
+    provider through Identity Platform, whose email may be unverified (`email_verified`)."""
 
     email: str
     subject: str
@@ -58,10 +72,16 @@ class Identity:
     hosted_domain: str | None = None
     groups: frozenset[str] = frozenset()
     expires_at: float = 0.0
+    identity_source: str = GOOGLE_IDENTITY
+    email_verified: bool = True
+
+    @property
+    def is_external(self) -> bool:
+        return self.identity_source != GOOGLE_IDENTITY
 
     @property
     def is_service_account(self) -> bool:
-        return self.email.endswith(".gserviceaccount.com")
+        return not self.is_external and self.email.endswith(".gserviceaccount.com")
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,20 @@ Only the provider's one algorithm is accepted, the key is chosen by `kid` from o
 the rules are readable in one place: an issuer from the list, an audience that is a string in the
 configured list, `exp`/`iat` numbers within leeway, a bounded lifetime, an email (verified, where the
 provider says so), a subject.
+
+Emails are compared as they are, lower-cased in A-Z only (`model.ascii_lower`): Unicode case folding
+would make `\u212a@example.com` (KELVIN SIGN) the same person as `k@example.com`. An email that is not
+plain ASCII is refused unless the provider's rules allow it (`iap.allow_non_ascii_emails`).
+
+Who vouches for the email is part of the identity. IAP with external identities (Identity Platform)
+signs assertions whose `identity_source` is not `GOOGLE` (`GCIP`), with a `gcip` claim holding the
+user as the external provider describes them. Such a principal is written as IAP itself writes it,
+`securetoken.google.com/PROJECT[/TENANT]:EMAIL` (EMAIL from `gcip.email`, verified only if
+`gcip.email_verified` is true): an address with a `:` is no Google account, so it can never equal a
+`user:` member, a group's member, a Kubernetes RBAC subject or the owner of a Google user's job. It
+matches only the policy's `external:` members (`Identity.is_external`). Any sign of an external
+identity (the claim, a `gcip` object, a `securetoken.google.com/` prefix) makes it one: a
+contradiction is never read as Google's.
 """
 
 from __future__ import annotations
@@ -20,12 +34,13 @@ from typing import Any
 import jwt
 
 from ..errors import Unauthenticated, UnknownKeyId
-from ..model import CredentialKind, Identity
+from ..model import GOOGLE_IDENTITY, CredentialKind, Identity, ascii_lower
 
 log = logging.getLogger("ray_iap_proxy.verify")
 MAX_TOKEN_BYTES = 8192
 _JWS_RE = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$")
 _EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+$")
+_GCIP_PREFIX = "securetoken.google.com/"  # Identity Platform's issuer, prefixed to its `email`/`sub`
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +54,7 @@ class Rules:
     leeway_seconds: int
     max_lifetime_seconds: int
     require_verified_email: bool = False
+    allow_non_ascii_email: bool = False
 
 
 def looks_like_jwt(token: str) -> bool:
@@ -125,7 +141,8 @@ def identity_from_claims(claims: Mapping[str, Any], rules: Rules, now: float) ->
     if iat > now + leeway:
         raise Unauthenticated("issued in the future")
     if exp <= iat or exp - iat > rules.max_lifetime_seconds:
-        raise Unauthenticated("lifetime out of bounds")
+        # the limit is not a secret: it tells whoever minted a longer token (dev-token --lifetime) why
+        raise Unauthenticated(f"lifetime out of bounds (at most {rules.max_lifetime_seconds} s)")
     email = claims.get("email")
     if not isinstance(email, str) or not _EMAIL_RE.match(email):
         raise Unauthenticated("claim email missing or malformed")
@@ -137,11 +154,41 @@ def identity_from_claims(claims: Mapping[str, Any], rules: Rules, now: float) ->
     hd = claims.get("hd")
     if hd is not None and not isinstance(hd, str):
         raise Unauthenticated("claim hd is not a string")
+    source, email, verified = _who_vouches(claims, email, sub)
+    if not email.isascii() and not rules.allow_non_ascii_email:
+        raise Unauthenticated("email is not plain ASCII (see iap.allow_non_ascii_emails)")
     return Identity(
-        email=email.lower(),
+        email=ascii_lower(email),
         subject=sub,
         kind=rules.kind,
         issuer=issuer,
-        hosted_domain=hd.lower() if hd else None,
+        hosted_domain=ascii_lower(hd) if hd and source == GOOGLE_IDENTITY else None,
         expires_at=exp,
+        identity_source=source,
+        email_verified=verified,
     )
+
+
+def _who_vouches(claims: Mapping[str, Any], email: str, sub: str) -> tuple[str, str, bool]:
+    """(identity source, principal, whether its email is verified). Google's own: the `email` claim,
+    verified by Google. Anything else: `NAMESPACE:EMAIL`, verified only if its provider says so."""
+    source = claims.get("identity_source", GOOGLE_IDENTITY)
+    if not isinstance(source, str) or not source:
+        raise Unauthenticated("claim identity_source is not a string")
+    gcip = claims.get("gcip")
+    marked = gcip is not None or email.startswith(_GCIP_PREFIX) or sub.startswith(_GCIP_PREFIX)
+    if source == GOOGLE_IDENTITY and not marked:
+        if ":" in email:  # no Google address holds one: it would pass for a namespaced principal
+            raise Unauthenticated("claim email missing or malformed")
+        return GOOGLE_IDENTITY, email, True
+    if source == GOOGLE_IDENTITY:
+        source = "GCIP"  # a Google source with Identity Platform's marks: never read as Google's
+    namespace, _, plain = email.rpartition(":")
+    if not namespace:
+        namespace = sub.rpartition(":")[0] if sub.startswith(_GCIP_PREFIX) else ascii_lower(source)
+    verified = False
+    if isinstance(gcip, Mapping) and isinstance(gcip.get("email"), str):
+        plain, verified = gcip["email"], gcip.get("email_verified") is True
+    if not _EMAIL_RE.match(plain) or ":" in plain:
+        raise Unauthenticated("external identity without a usable email")
+    return source, f"{namespace}:{plain}", verified

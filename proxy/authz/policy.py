@@ -15,28 +15,41 @@ class MemberKind(enum.Enum):
     GROUP = "group"
     DOMAIN = "domain"
     SERVICE_ACCOUNT = "serviceAccount"
+    EXTERNAL = "external"  # IAP external identities: an email another provider vouches for, verified
     SYSTEM = "system"  # the proxy's own principals: `system:ray-token`
 
 
 @dataclass(frozen=True, slots=True)
 class Member:
     kind: MemberKind
-    value: str  # lower-cased email, group email or domain
+    value: str  # email, group email or domain, lower-cased in A-Z only
 
     def matches(self, identity: Identity, groups: Mapping[str, frozenset[str]]) -> bool:
+        # `user:`, `serviceAccount:`, `group:` and `domain:` name Google accounts: an external identity
+        # (Identity Platform behind IAP) with the same email is someone else's word for it, and
+        # matches only `external:` members, with an email its provider verified.
         match self.kind:
             case MemberKind.USER:
-                return not identity.is_service_account and identity.email == self.value
+                return (
+                    not identity.is_external
+                    and not identity.is_service_account
+                    and identity.email == self.value
+                )
             case MemberKind.SERVICE_ACCOUNT:
                 return identity.is_service_account and identity.email == self.value
+            case MemberKind.EXTERNAL:  # `NAMESPACE:EMAIL` exactly, or `EMAIL` from any namespace
+                principal = identity.email if ":" in self.value else identity.email.rpartition(":")[2]
+                return identity.is_external and identity.email_verified and principal == self.value
             case MemberKind.GROUP:
+                if identity.is_external:
+                    return False
                 return self.value in identity.groups or identity.email in groups.get(self.value, frozenset())
             case MemberKind.SYSTEM:
                 return identity.kind is CredentialKind.RAY_TOKEN and self.value == "ray-token"
             case MemberKind.DOMAIN:
                 # The verified hosted-domain claim, never the email's suffix: anyone can own a Google
                 # account whose email ends in someone else's domain.
-                return identity.hosted_domain == self.value
+                return not identity.is_external and identity.hosted_domain == self.value
         raise AssertionError(self.kind)  # pragma: no cover - the enum is exhaustive
 
     def __str__(self) -> str:

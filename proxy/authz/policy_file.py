@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from ..errors import ConfigError
-from ..model import Verb
+from ..model import Verb, ascii_lower
 from ..settings.base import Section, Str, invalid
 from ..settings.load import parse_yaml, read_yaml, validate
 from ..settings.schema import TENANT_RE
@@ -22,7 +22,8 @@ from .policy import OWNABLE, Binding, Member, MemberKind, Policy
 
 EMAIL_RE = re.compile(r"^[^@\s:]+@[^@\s:]+\.[^@\s:]+$")
 DOMAIN_RE = re.compile(r"^([a-z0-9-]+\.)+[a-z0-9-]+$")
-_KINDS = "user, group, domain, serviceAccount, system"
+EXTERNAL_NAMESPACE_RE = re.compile(r"^[a-z0-9][a-z0-9._/-]*$")  # securetoken.google.com/PROJECT[/TENANT]
+_KINDS = "user, group, domain, serviceAccount, external, system"
 SYSTEM_PRINCIPALS = frozenset({"ray-token"})
 OWN_SUFFIX = ":own"
 
@@ -73,10 +74,17 @@ def parse_member(text: object) -> Member:
         kind = MemberKind(kind_name)
     except ValueError:
         raise invalid(f"has unknown kind {kind_name!r} ({_KINDS})") from None
-    value = value.strip().lower()
+    value = ascii_lower(value.strip())  # A-Z only: Unicode folding would make look-alikes equal
     if kind is MemberKind.SYSTEM:
         if value not in SYSTEM_PRINCIPALS:
             raise invalid(f"is not a system principal (known: {', '.join(sorted(SYSTEM_PRINCIPALS))})")
+        return Member(kind, value)
+    if kind is MemberKind.EXTERNAL:  # EMAIL, or NAMESPACE:EMAIL as IAP writes external principals
+        namespace, _, email = value.rpartition(":")
+        if not EMAIL_RE.match(email) or (namespace and not EXTERNAL_NAMESPACE_RE.match(namespace)):
+            raise invalid(
+                "is not an email address, or NAMESPACE:EMAIL (securetoken.google.com/PROJECT:EMAIL)"
+            )
         return Member(kind, value)
     if kind is MemberKind.DOMAIN:
         if not DOMAIN_RE.match(value):
@@ -97,7 +105,7 @@ def _member(text: object) -> object:
 
 VerbName = Annotated[str, BeforeValidator(_verb)]
 MemberText = Annotated[
-    str, BeforeValidator(_member), Field(pattern=r"^(user|group|domain|serviceAccount|system):.+$")
+    str, BeforeValidator(_member), Field(pattern=r"^(user|group|domain|serviceAccount|external|system):.+$")
 ]
 
 
@@ -109,7 +117,8 @@ class BindingDoc(Section):
     members: tuple[MemberText, ...] = Field(
         (),
         description="who: `user:EMAIL`, `group:EMAIL`, `domain:DOMAIN` (the verified `hd` claim), "
-        "`serviceAccount:EMAIL`",
+        "`serviceAccount:EMAIL` (Google accounts), `external:EMAIL` or `external:NAMESPACE:EMAIL` (IAP "
+        "external identities with a verified email)",
     )
 
 
@@ -139,7 +148,9 @@ def compile_policy(doc: PolicyDoc, problems: list[str]) -> Policy:
         name: frozenset(Verb(v[: -len(OWN_SUFFIX)]) for v in verbs if v.endswith(OWN_SUFFIX))
         for name, verbs in doc.roles.items()
     }
-    groups = {name.lower(): frozenset(m.lower() for m in members) for name, members in doc.groups.items()}
+    groups = {
+        ascii_lower(name): frozenset(ascii_lower(m) for m in members) for name, members in doc.groups.items()
+    }
     bindings: list[Binding] = []
     for i, b in enumerate(doc.bindings):
         if b.role not in roles:

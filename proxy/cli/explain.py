@@ -11,7 +11,7 @@ from ..authz.routes import DEFAULT_TABLE
 from ..authz.sources.build import PolicySources, build_sources
 from ..authz.sources.static import StaticPolicy
 from ..http.status import status_for
-from ..model import Action, CredentialKind, Identity, Transport, Verb
+from ..model import Action, CredentialKind, Identity, Transport, Verb, ascii_lower
 from ..settings import Settings
 
 
@@ -45,10 +45,10 @@ def admission_for(
 def given_identity(email: str, hd: str | None = None) -> Identity:
     """The identity `explain` is asked about, as IAP's verified assertion would carry it."""
     return Identity(
-        email=email.lower(),
+        email=ascii_lower(email),
         subject="explain",
         kind=CredentialKind.IAP,
-        hosted_domain=hd.lower() if hd else None,
+        hosted_domain=ascii_lower(hd) if hd else None,
     )
 
 

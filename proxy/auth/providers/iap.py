@@ -22,6 +22,7 @@ def iap_rules(iap: Iap) -> Rules:
         audiences=frozenset(iap.audiences),
         leeway_seconds=iap.leeway_seconds,
         max_lifetime_seconds=iap.max_token_lifetime_seconds,
+        allow_non_ascii_email=iap.allow_non_ascii_emails,
     )
 
 
