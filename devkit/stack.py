@@ -159,6 +159,7 @@ class Stack:
             textwrap.dedent(f"""\
             listen: 127.0.0.1:{self.proxy_port}
             upstream: {self.head.dashboard_url}
+            public_url: {self.browser_url}
             tenant: {TENANT}
             iap:
               audiences: ["{AUDIENCE}"]

@@ -15,6 +15,7 @@ from aiohttp.typedefs import Handler
 
 from .admit import Admission
 from .auth.service import AuthService, FetchFactory
+from .authz.csrf import Origin
 from .authz.policy import Policy
 from .authz.routes import DEFAULT_TABLE, RouteTable
 from .authz.sources.build import PolicySources, build_sources
@@ -104,6 +105,7 @@ def build_app(
             jobs=jobs,
         )
         telemetry.project = await resolve_project(settings.access_log.project_id, os.environ)
+            public_origin=Origin.parse(settings.public_url) if settings.public_url else None,
         await auth.start()
         if ray_token.watch is not None:
             ray_token.watch.start()

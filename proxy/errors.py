@@ -12,7 +12,8 @@ answers in exactly one table (HTTP: `http/status.py`; gRPC: `grpc/status.py`).
     ├── Unavailable                UNAVAILABLE: something we depend on is down (key set, policy source)
     ├── ClientFault                the client broke its own request mid-way
     │   └── BodyTooLarge           BODY_TOO_LARGE
-    │   (others: CLIENT_TIMEOUT, MALFORMED for a broken body)
+    │   (others: CLIENT_TIMEOUT, MALFORMED for a broken body; EXPECTATION_FAILED,
+    │   VERSION_NOT_SUPPORTED, UPGRADE_REQUIRED for what HTTP itself cannot do as asked)
     ├── UpstreamError              UPSTREAM_UNREACHABLE · UPSTREAM_TIMEOUT · UPSTREAM_FAILED
     │                              · UPSTREAM_REFUSED (Ray refused a WebSocket upgrade: its status kept)
     └── Internal                   INTERNAL: a bug of ours; the reason never says more
@@ -39,6 +40,9 @@ class Kind(enum.Enum):
     UPSTREAM_FAILED = "upstream_failed"
     UPSTREAM_REFUSED = "upstream_refused"
     BUSY = "busy"
+    EXPECTATION_FAILED = "expectation_failed"  # an `Expect` other than 100-continue
+    VERSION_NOT_SUPPORTED = "version_not_supported"  # an HTTP version other than 1.0 and 1.1
+    UPGRADE_REQUIRED = "upgrade_required"  # a WebSocket route asked without a WebSocket handshake we speak
     INTERNAL = "internal"
 
 

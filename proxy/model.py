@@ -94,6 +94,7 @@ class Route:
     action: Action = Action.FORWARD
     websocket: bool = False
     note: str = ""
+    side_effects: bool = False  # a GET that changes state (Ray's GET*): held to the cross-site rule
     job_param: str | None = None  # the path parameter naming a Ray job, for owner-scoped verbs
 
     @property

@@ -5,6 +5,9 @@
   aiohttp's own answer would echo, and log at ERROR, the raw bytes it choked on: credentials included.
 - A connection beyond `limits.max_connections` gets a canned 503 and is closed before anything is
   read from it.
+- What aiohttp would answer before the application runs — an `Expect` header, an HTTP version other
+  than 1.0/1.1 — is held back for the pipeline (`protocol.defer`): it decides first, then sends
+  `100 Continue` or refuses in its own shape (417, 505).
 
 `ProxyRunner` is `web.AppRunner` with both; `serve()` and the tests use it alike.
 """
@@ -23,6 +26,7 @@ from aiohttp.web_protocol import RequestHandler
 
 from ..errors import Kind
 from .pipeline import PROXY, refuse_unparseable
+from .protocol import defer
 from .status import ERRORS, STATUS
 
 log = logging.getLogger("ray_iap_proxy")
@@ -134,7 +138,7 @@ class ProxyRunner(web.AppRunner):
     async def _make_server(self) -> web.Server:
         plain = await super()._make_server()  # runs the application's start-up
         return ProxyServer(
-            plain.request_handler,
+            defer(plain.request_handler),
             request_factory=plain.request_factory,
             handler_cancellation=plain.handler_cancellation,
             loop=plain._loop,

@@ -25,7 +25,7 @@ from ..admit import Admission, Facts
 from ..auth.authenticate import Authenticator
 from ..auth.extract import credentials
 from ..auth.providers.iap import IapProvider
-from ..authz.csrf import BrowserFacts
+from ..authz.csrf import BrowserFacts, Origin
 from ..errors import Kind, ProxyError, UpstreamError
 from ..jobs.service import Jobs
 from ..model import Action, RequestContext, Route, Transport, Verdict
@@ -33,8 +33,8 @@ from ..telemetry import Telemetry
 from ..upstream.base import Upstream
 from ..upstream.headers import request_headers
 from ..upstream.ray_token import RayToken
-from ..upstream.websocket import is_upgrade
-from . import answers, probes
+from ..upstream.websocket import handshake_problem, is_upgrade
+from . import answers, probes, protocol
 from .status import status_for
 
 log = logging.getLogger("ray_iap_proxy")
@@ -53,6 +53,8 @@ class Proxy:
     telemetry: Telemetry
     draining: bool = False
     inflight: set[asyncio.Task[Any]] = field(default_factory=set)  # drained at shutdown
+    public_origin: Origin | None = None  # `public_url`; None: derived from each request's Host
+    readiness: probes.Readiness = field(default_factory=probes.Readiness)
     jobs: Jobs | None = None  # job submitters, owners and secrets; None: requests pass unchanged
 
 
@@ -85,7 +87,7 @@ def facts(request: web.Request) -> Facts:
         method=request.method,
         target=request.raw_path,
         credentials=credentials(request.headers.items()),
-        browser=BrowserFacts.from_headers(request.headers, request.host),
+        browser=BrowserFacts.from_headers(request.headers, request.host, request.app[PROXY].public_origin),
         wants_upgrade=is_upgrade(request),
     )
 
@@ -106,7 +108,7 @@ async def handle(request: web.Request) -> web.StreamResponse:
             request, ctx, exc.kind, exc.reason, decision=decision, upstream_status=upstream_status
         )
     except asyncio.CancelledError:
-        ctx.extra["aborted"] = "cancelled"
+        ctx.extra.setdefault("aborted", "cancelled")  # unless the stream knew which side went away
         ctx.status = ctx.status or 499
         raise
     except Exception:
@@ -116,6 +118,8 @@ async def handle(request: web.Request) -> web.StreamResponse:
         if task is not None:
             proxy.inflight.discard(task)
         if response is not None:
+            if protocol.must_close(request):  # a body never invited, a protocol we do not speak
+                await protocol.answer_and_close(request, response)
             ctx.status = response.status
             if not ctx.bytes_out and isinstance(response, web.Response):  # our own answer's body
                 ctx.bytes_out = response.content_length or 0
@@ -126,6 +130,9 @@ async def handle(request: web.Request) -> web.StreamResponse:
 async def _serve(
     request: web.Request, proxy: Proxy, ctx: RequestContext, span: Span | None = None
 ) -> web.StreamResponse:
+    if (unspoken := protocol.refusal(request)) is not None:  # a version or an expectation
+        ctx.protocol = protocol.requested_protocol(request) or ctx.protocol
+        return refuse(request, ctx, *unspoken)  # answered, then closed, by `handle`
     if probes.is_probe(request.method, request.raw_path):
         return await probes.answer(proxy, ctx, request.raw_path)
     verdict = await proxy.admission.admit(facts(request))
@@ -144,6 +151,12 @@ async def forward(
         raise ProxyError("allowed without a route", Kind.INTERNAL)
     if route.action is Action.LOCAL:
         return _local(route, ctx)
+    if route.websocket and (bad := handshake_problem(request.method, request.headers)) is not None:
+        response = refuse(request, ctx, bad.kind, bad.reason)  # before Ray is dialled
+        response.headers.update(bad.headers)
+        return response
+    if not verdict.upgrade:
+        await protocol.send_continue(request)  # allowed: now the body may come
     headers = request_headers(request.headers.items(), proxy.ray_token.value)
     body = None
     if proxy.jobs is not None:  # the submitter recorded; reads made ones Ray redacts secrets in

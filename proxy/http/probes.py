@@ -1,8 +1,19 @@
 """The two unauthenticated paths: `/healthz` (the process answers) and `/readyz` (it could serve now:
-keys loaded, Ray's token readable, Ray answering). Nothing else is answered without credentials."""
+keys loaded, Ray's token readable, Ray answering). Nothing else is answered without credentials.
+
+Anyone who reaches the pod may call them, so they say little and cost little:
+- the answer is `ready` or `not ready`, nothing more; what is wrong goes to the access record's
+  reason and, when it changes, to a WARNING log line (`Readiness.problems` holds it for metrics);
+- Ray is asked at most once per `UPSTREAM_CHECK_SECONDS`, however many probes arrive: concurrent
+  probes share one check, later ones reuse its answer.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -17,10 +28,56 @@ if TYPE_CHECKING:
 
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
+UPSTREAM_CHECK_SECONDS = 2.0  # Kubernetes probes every 5-10 s: fresh enough, and a flood costs one call
+
+log = logging.getLogger("ray_iap_proxy")
 
 
 def is_probe(method: str, raw_path: str) -> bool:
     return raw_path in (HEALTH_PATH, READY_PATH) and method in ("GET", "HEAD")
+
+
+class Readiness:
+    """The last readiness verdict and Ray's last answer, per application. `clock` is a test seam."""
+
+    def __init__(
+        self, clock: Callable[[], float] = time.monotonic, ttl: float = UPSTREAM_CHECK_SECONDS
+    ) -> None:
+        self.clock, self.ttl = clock, ttl
+        self.problems: tuple[str, ...] = ()  # as of the last probe; () when ready
+        self.upstream_checks = 0
+        self._checked_at: float | None = None
+        self._upstream: str | None = None
+        self._running: asyncio.Task[str | None] | None = None
+
+    async def upstream_problem(self, check: Callable[[], Awaitable[str | None]]) -> str | None:
+        """Ray's problem, from a check at most `ttl` old; one check runs at a time."""
+        now = self.clock()
+        if self._checked_at is not None and now - self._checked_at < self.ttl:
+            return self._upstream
+        if self._running is None:
+            self._running = asyncio.ensure_future(self._check(check))
+        # shield: one caller going away must not cancel the check the others wait for
+        return await asyncio.shield(self._running)
+
+    async def _check(self, check: Callable[[], Awaitable[str | None]]) -> str | None:
+        try:
+            self.upstream_checks += 1
+            self._upstream = await check()
+            self._checked_at = self.clock()
+            return self._upstream
+        finally:
+            self._running = None
+
+    def settle(self, problems: list[str]) -> None:
+        """Keep the verdict; log it when it changes (not on every probe)."""
+        now = tuple(problems)
+        if now != self.problems:
+            if now:
+                log.warning("not ready: %s", "; ".join(now))
+            else:
+                log.info("ready")
+        self.problems = now
 
 
 async def answer(proxy: Proxy, ctx: RequestContext, raw_path: str) -> web.Response:
@@ -32,14 +89,15 @@ async def answer(proxy: Proxy, ctx: RequestContext, raw_path: str) -> web.Respon
     problems = []
     if proxy.draining:
         problems.append("shutting down")
-    problems += proxy.authenticator.problems()
+    if not proxy.authenticator.ready:
+        problems.append("IAP key set not loaded")
     if proxy.ray_token.problem is not None:
         problems.append(f"Ray token unreadable ({proxy.ray_token.problem})")
-    ray = await proxy.upstream.problem(proxy.ray_token.value)
+    ray = await proxy.readiness.upstream_problem(lambda: proxy.upstream.problem(proxy.ray_token.value))
     if ray is not None:
         problems.append(ray)
+    proxy.readiness.settle(problems)
     if problems:
-        ctx.reason = "; ".join(problems)
-        body = {"status": "not ready", "problems": problems}
-        return answers.json_answer(ctx, body, status=STATUS[Kind.UNAVAILABLE])
+        ctx.reason = "not ready: " + "; ".join(problems)  # the record says why; the caller does not
+        return answers.json_answer(ctx, {"status": "not ready"}, status=STATUS[Kind.UNAVAILABLE])
     return answers.json_answer(ctx, {"status": "ready"})

@@ -18,6 +18,9 @@ STATUS: dict[Kind, int] = {
     Kind.UPSTREAM_FAILED: 502,
     Kind.UPSTREAM_REFUSED: 502,  # unless Ray's own refusal status says more: see `status_for`
     Kind.BUSY: 503,
+    Kind.EXPECTATION_FAILED: 417,
+    Kind.VERSION_NOT_SUPPORTED: 505,
+    Kind.UPGRADE_REQUIRED: 426,
     Kind.INTERNAL: 500,
 }
 
@@ -29,11 +32,14 @@ TITLES = {
     408: "Request timed out",
     413: "Request too large",
     414: "Request target too long",
+    417: "Expectation not supported",
+    426: "WebSocket handshake required",
     431: "Request headers too large",
     500: "Proxy error",
     502: "Ray is unavailable",
     503: "Not ready",
     504: "Ray did not answer in time",
+    505: "HTTP version not supported",
 }
 ERRORS = {
     400: "bad_request",
@@ -43,11 +49,14 @@ ERRORS = {
     408: "request_timeout",
     413: "too_large",
     414: "target_too_long",
+    417: "expectation_failed",
+    426: "upgrade_required",
     431: "headers_too_large",
     500: "internal",
     502: "bad_gateway",
     503: "unavailable",
     504: "gateway_timeout",
+    505: "http_version_not_supported",
 }
 
 

@@ -46,7 +46,7 @@ async def test_unreachable_at_start_fails_closed_then_recovers(
     r = await proxy.get("/api/jobs/", headers={ASSERTION: mint()})  # unmarked: must not reach Ray
     assert r.status == 503 and (await r.json())["error"] == "unavailable"
     r = await proxy.get("/readyz")
-    assert r.status == 503 and "IAP key set not loaded" in (await r.json())["problems"]
+    assert r.status == 503 and "IAP key set not loaded" in proxy.server.app[PROXY].readiness.problems
     assert any(
         "no keys: failing closed" in rec.getMessage() and rec.levelno == logging.ERROR
         for rec in caplog.records

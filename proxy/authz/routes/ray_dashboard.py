@@ -2,6 +2,11 @@
 
 Rows are matched exactly and case-sensitively (see `table.py`); HEAD is classified as GET; anything
 not here is refused. When Ray adds a route, this table and a test change together.
+
+`side_effects=True` marks Ray's GET* routes (ray-surface.md): GETs that change state — pin a package
+in GCS, attach a profiler to a process, write trace files, create a detached actor, connect the
+dashboard as a driver. A browser sends GETs from any page (a link, an `<img>`), so these are held to
+the cross-site rule of writes (`csrf.py`); the other GETs, a navigation to `/` among them, are not.
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ RAY_VERSION = "2.60.0"
 V, L, S, D = Verb.VIEW, Verb.LOGS, Verb.SUBMIT, Verb.DEBUG
 JOB = "job_or_submission_id"  # the parameter naming a job, for `stop:own` and the like
 
-# (method, pattern, verb, action, websocket, note). `{x}` is one non-empty segment; `{x:.+}` the rest.
+# (method, pattern, verb, action, websocket, note, side_effects). `{x}` is one non-empty segment;
+# `{x:.+}` the rest.
 RAY_ROUTES: tuple[Route, ...] = (
     Route("GET", "/", V, note="dashboard SPA index"),
     Route("GET", "/favicon.ico", V),
@@ -36,7 +42,13 @@ RAY_ROUTES: tuple[Route, ...] = (
     Route("GET", "/usage_stats_enabled", V),
     Route("GET", "/cluster_id", V),
     Route("GET", "/api/version", V, note="every `ray job` command calls it first"),
-    Route("GET", "/api/packages/{protocol}/{package_name}", S, note="GET* pins the package in GCS"),
+    Route(
+        "GET",
+        "/api/packages/{protocol}/{package_name}",
+        S,
+        note="GET* pins the package in GCS",
+        side_effects=True,
+    ),
     Route("PUT", "/api/packages/{protocol}/{package_name}", S, note="working_dir upload, up to 100 MiB"),
     Route("POST", "/api/jobs/", S, note="runs an arbitrary command on the cluster"),
     Route("POST", "/api/jobs/{job_or_submission_id}/stop", Verb.STOP, job_param=JOB),
@@ -54,13 +66,15 @@ RAY_ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/profiling_enabled", V),
     Route("GET", "/api/v0/cluster_metadata", V),
     Route("GET", "/api/cluster_status", V),
-    Route("GET", "/task/traceback", D),
-    Route("GET", "/task/cpu_profile", D),
-    Route("GET", "/worker/traceback", D, note="py-spy dump of any PID the agent can ptrace"),
-    Route("GET", "/worker/cpu_profile", D),
-    Route("GET", "/worker/gpu_profile", D, note="GET* writes a trace file on the node"),
-    Route("GET", "/worker/jax_profile", D, note="GET* starts the JAX profiler"),
-    Route("GET", "/memory_profile", D),
+    Route("GET", "/task/traceback", D, note="py-spy attaches to the task's worker", side_effects=True),
+    Route("GET", "/task/cpu_profile", D, note="py-spy records for up to 60 s", side_effects=True),
+    Route(
+        "GET", "/worker/traceback", D, note="py-spy dump of any PID the agent can ptrace", side_effects=True
+    ),
+    Route("GET", "/worker/cpu_profile", D, side_effects=True),
+    Route("GET", "/worker/gpu_profile", D, note="GET* writes a trace file on the node", side_effects=True),
+    Route("GET", "/worker/jax_profile", D, note="GET* starts the JAX profiler", side_effects=True),
+    Route("GET", "/memory_profile", D, note="memray attaches to the process", side_effects=True),
     Route("GET", "/api/gcs_healthz", V),
     Route("GET", "/api/prometheus/sd", V),
     Route("GET", "/api/grafana_health", V),
@@ -90,9 +104,15 @@ RAY_ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v0/objects/summarize", V),
     Route("GET", "/api/v0/tasks/timeline", V),
     Route("GET", "/api/v0/delay/{delay_s}", None, Action.DENY, note="testing only: sleeps (DoS helper)"),
-    Route("GET", "/api/train/v2/runs", V),
-    Route("GET", "/api/train/v2/runs/v1", V),
-    Route("GET", "/api/data/datasets/{job_id}", V, note="GET* may create the detached stats actor"),
+    Route("GET", "/api/train/v2/runs", V, note="connects the dashboard as a driver", side_effects=True),
+    Route("GET", "/api/train/v2/runs/v1", V, note="connects the dashboard as a driver", side_effects=True),
+    Route(
+        "GET",
+        "/api/data/datasets/{job_id}",
+        V,
+        note="GET* may create the detached stats actor",
+        side_effects=True,
+    ),
     # Loaded only behind feature flags in 2.60:
     Route("POST", "/api/task_events", None, Action.DENY, note="internal, conditional"),
     Route("POST", "/api/task_events/query", None, Action.DENY, note="internal, conditional"),
