@@ -4,7 +4,7 @@ Targets, each in front of the same aiohttp stub (bench/upstream.py, its own proc
 
     direct   wrk -> stub                      the ceiling: one core of aiohttp answering
     proxy    wrk -> ray-iap-proxy -> stub     `python -m proxy serve --config ...`, a real process
-    apache   wrk -> Apache+mod_oauth2 -> stub the peer (shared/peers/apache/start.sh, PROCESSES=1)
+    apache   wrk -> Apache+mod_oauth2 -> stub the peer (bench/peers/apache/start.sh, PROCESSES=1)
 
 Layout on a 2-core machine (peers.md section 4): the system under test (the proxy, Apache, or for
 `direct` the stub itself) is pinned to core 0; wrk, this script and the stub (when it is upstream of
@@ -25,7 +25,7 @@ Environment (all optional):
     BENCH_WARMUP=1          seconds of warm-up per target before its first point
     BENCH_BULK_SECONDS=3    time budget for each bulk transfer measurement
     BENCH_TARGETS=direct,proxy,apache
-    BENCH_APACHE_PEER=DIR   where start.sh/stop.sh live (default ../shared/peers/apache)
+    BENCH_APACHE_PEER=DIR   where start.sh/stop.sh live (default bench/peers/apache)
     BENCH_NICE=-10          scheduling priority of this run's processes (root only; 0 leaves it). Linux
                             shares CPU between sessions ("autogroups") first, so this sets the nice
                             value of the autogroup of this script (restored at the end) and of

@@ -19,11 +19,7 @@ from bench.wrk import Target
 
 
 def apache_dir() -> Path | None:
-    for cand in (
-        os.environ.get("BENCH_APACHE_PEER"),
-        ROOT.parent / "shared/peers/apache",
-        Path("/work/shared/peers/apache"),
-    ):
+    for cand in (os.environ.get("BENCH_APACHE_PEER"), ROOT / "bench" / "peers" / "apache"):
         if cand and (Path(cand) / "start.sh").exists():
             return Path(cand)
     return None
@@ -34,7 +30,7 @@ def apache_peer(run_dir: Path, listen_port: int, upstream: str, jwks_url: str) -
     peer = apache_dir()
     if peer is None or shutil.which("apache2") is None:
         log(
-            "Apache peer skipped: needs shared/peers/apache and apache2 + libapache2-mod-oauth2 "
+            "Apache peer skipped: needs bench/peers/apache and apache2 + libapache2-mod-oauth2 "
             "(apt-get install -y --no-install-recommends apache2 libapache2-mod-oauth2)"
         )
         yield None

@@ -32,18 +32,22 @@ def overlay_names() -> list[str]:
     return sorted(p.parent.name for p in OVERLAYS_DIR.glob("*/kustomization.yaml"))
 
 
+TOOLS_BIN = REPO / "build" / "tools" / "k8s" / "bin"  # `make k8s-tools`: kubectl, hadolint, off PATH
+
+
 def find_kubectl() -> str | None:
-    """The kubectl `make manifests` should use: $K8S_KUBECTL, the venv's (PyPI), then PATH."""
+    """The kubectl `make manifests` should use: $K8S_KUBECTL, build/tools/k8s's (PyPI), the venv's,
+    then PATH."""
     if env := os.environ.get("K8S_KUBECTL"):
         return env
-    beside_python = Path(sys.executable).parent / "kubectl"
-    if beside_python.is_file():
-        return str(beside_python)
+    for candidate in (TOOLS_BIN / "kubectl", Path(sys.executable).parent / "kubectl"):
+        if candidate.is_file():
+            return str(candidate)
     return shutil.which("kubectl")
 
 
 def find_tool(name: str, *candidates: Path) -> str | None:
-    for candidate in (*candidates, Path(sys.executable).parent / name):
+    for candidate in (*candidates, TOOLS_BIN / name, Path(sys.executable).parent / name):
         if candidate.is_file():
             return str(candidate)
     return shutil.which(name)
