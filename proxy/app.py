@@ -63,6 +63,7 @@ def build_app(
         settings.tracing.exporter,
         tenant=settings.tenant,
         trusted_proxies=settings.access_log.trusted_proxies,
+        forwarded_for_per_hop=settings.access_log.forwarded_for_per_hop,
         upstream=settings.upstream,
         writer=AccessWriter(access_log),
     )

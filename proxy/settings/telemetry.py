@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, WithJsonSchema
 
-from .base import Section, Str, invalid, setting
+from .base import Int, Section, Str, invalid, setting
 
 
 class Tracing(Section):
@@ -52,6 +52,13 @@ class AccessLog(Section):
     trusted_proxies: tuple[Network, ...] = setting(
         (),
         "networks of the hops whose `X-Forwarded-For` is believed for `httpRequest.remoteIp`. Behind "
-        "Google's load balancer: `130.211.0.0/22`, `35.191.0.0/16` and the forwarding rule's own "
-        "address (it appends `client, load-balancer`). Empty: the TCP peer is the client.",
+        "Google's load balancer: its front ends `130.211.0.0/22` and `35.191.0.0/16`, with "
+        "`forwarded_for_per_hop: 2`. Empty: the TCP peer is the client.",
+    )
+    forwarded_for_per_hop: Int = setting(
+        1,
+        "how many addresses each trusted hop appends to `X-Forwarded-For`, its client's first: 2 behind "
+        "Google's load balancer (`client, forwarding-rule-address`), 1 for most proxies.",
+        low=1,
+        high=4,
     )

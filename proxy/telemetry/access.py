@@ -45,6 +45,7 @@ class Telemetry:
         tenant: str = "",
         project: str = "",
         trusted_proxies: Sequence[Network] = (),
+        forwarded_for_per_hop: int = 1,
         upstream: str = "",
         writer: AccessWriter | None = None,
         environ: Mapping[str, str] | None = None,
@@ -53,6 +54,7 @@ class Telemetry:
         names = exporter_names(exporter, env)
         self.tracing: Tracing | None = Tracing(names, env) if names else None
         self.tenant, self.project, self.trusted = tenant, project, tuple(trusted_proxies)
+        self.per_hop = forwarded_for_per_hop
         self.upstream_address = upstream.partition("://")[2]
         self.writer = writer or AccessWriter()
         self.metrics = RequestMetrics()
@@ -120,7 +122,7 @@ class Telemetry:
     def record(self, ctx: RequestContext, span: Span | None) -> None:
         """Finish the span and write the access record of a finished request."""
         duration = time.monotonic() - ctx.started
-        record = http_record(ctx, self.project, self.trusted, time.time(), duration)
+        record = http_record(ctx, self.project, self.trusted, time.time(), duration, self.per_hop)
         if span is not None:
             if span.is_recording():
                 _annotate(span, record)

@@ -42,18 +42,23 @@ def severity(decision: str, status: int) -> str:
     return "WARNING" if decision == "deny" else "INFO"
 
 
-def client_ip(peer: str, forwarded_for: str, trusted: Sequence[Network]) -> str:
-    """The client's address. `X-Forwarded-For` is believed only from a trusted peer, and then only up
-    to the first address (from the right, nearest first) that is not itself a trusted hop: Google's
-    load balancer appends `client, load-balancer`, everything left of that is the client's own say."""
+def client_ip(peer: str, forwarded_for: str, trusted: Sequence[Network], per_hop: int = 1) -> str:
+    """The client's address. `X-Forwarded-For` is believed only from a trusted peer, and only as far
+    as trusted hops wrote it: each trusted hop appended `per_hop` addresses, its client's first
+    (Google's load balancer appends two, `client, forwarding-rule-address`; most proxies one). The
+    first of those that is not itself a trusted hop is the client; anything further left is the
+    client's own say."""
     if not trusted or not forwarded_for or not _within(peer, trusted):
         return peer
-    client = peer
-    for hop in reversed(forwarded_for.split(",")):
-        hop = hop.strip()
+    hops = [h.strip() for h in forwarded_for.split(",")]
+    client, index = peer, len(hops) - per_hop
+    while index >= 0:
+        hop = hops[index]
+        if not _is_ip(hop):
+            return client  # garbage where a trusted hop wrote: stop at the last address we believe
         if not _within(hop, trusted):
-            return hop if _is_ip(hop) else client
-        client = hop
+            return hop
+        client, index = hop, index - per_hop
     return client
 
 
@@ -84,7 +89,12 @@ def trace_name(project: str, trace_id: str) -> str | None:
 
 
 def http_record(
-    ctx: RequestContext, project: str, trusted: Sequence[Network], now: float, duration: float
+    ctx: RequestContext,
+    project: str,
+    trusted: Sequence[Network],
+    now: float,
+    duration: float,
+    per_hop: int = 1,
 ) -> dict[str, Any]:
     """The record of a finished HTTP request or WebSocket session."""
     path, _, query = ctx.target.partition("?")
@@ -108,7 +118,7 @@ def http_record(
             "requestSize": str(ctx.bytes_in),
             "responseSize": str(ctx.bytes_out),
             "latency": f"{duration:.6f}s",
-            "remoteIp": client_ip(ctx.remote, ctx.forwarded_for, trusted),
+            "remoteIp": client_ip(ctx.remote, ctx.forwarded_for, trusted, per_hop),
             "userAgent": _cut(ctx.user_agent, 200),
             "protocol": ctx.protocol,
         },

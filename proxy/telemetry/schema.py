@@ -153,8 +153,10 @@ if __name__ == "__main__":  # pragma: no cover - `make docs`
     import sys
     from pathlib import Path
 
+    from proxy.telemetry import schema  # the package's module: its class names are not __main__.*
+
     if sys.argv[1:2] == ["--write"]:
         path = Path(sys.argv[2])
-        path.write_text(splice(path.read_text()))
+        path.write_text(schema.splice(path.read_text()))
     else:
-        print(markdown())
+        print(schema.markdown())

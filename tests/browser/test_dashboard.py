@@ -385,10 +385,12 @@ def test_cross_site_writes_are_refused_before_ray(
     jobs = cluster.ray_jobs()
     assert len(jobs) == jobs_before and not any("pwned" in str(j.get("entrypoint")) for j in jobs)
     records = alice.access_records()[records_before:]
-    posts = [r for r in records if r["method"] == "POST"]
-    sockets = [r for r in records if str(r["path"]).endswith("/logs/tail")]
+    posts = [r for r in records if r["httpRequest"]["requestMethod"] == "POST"]
+    sockets = [r for r in records if r["httpRequest"]["requestUrl"].endswith("/logs/tail")]
     assert len(posts) == 4 and len(sockets) == 2, records
     for r in posts + sockets:
-        assert r["status"] == 403 and r["decision"] == "deny" and r["upstream_status"] is None, r
-        assert r["email"] == "alice@example.com" and str(r["reason"]).startswith("cross-origin"), r
+        assert (
+            r["httpRequest"]["status"] == 403 and r["decision"] == "deny" and r["upstream_status"] is None
+        ), r
+        assert r["principal"] == "alice@example.com" and str(r["reason"]).startswith("cross-origin"), r
     assert all(str(r["reason"]).startswith("cross-origin WebSocket refused") for r in sockets), sockets

@@ -182,7 +182,8 @@ def test_sidecar_reads_its_config_and_the_ray_token_from_mounts(overlay: Rendere
     config = _proxy_config(overlay)
     mounts = {m["name"]: m for m in sidecar["volumeMounts"]}
     volumes = {v["name"]: v for v in head.spec["volumes"]}
-    assert sidecar["args"] == ["serve", "--config", f"{mounts['proxy-config']['mountPath']}/config.yaml"]
+    config_path = f"{mounts['proxy-config']['mountPath']}/config.yaml"
+    assert sidecar["args"] == ["serve", "--config", config_path, "--log-format", "json"]
     auth = raycluster["spec"]["authOptions"]
     assert auth["mode"] == "token"
     token_volume = volumes["ray-token"]["secret"]

@@ -21,6 +21,7 @@ CONFIG_KEYS = {
     "shutdown_grace_seconds",
 }
 POLICY_SOURCE_KEYS = {"kubernetes_rbac", "google_groups"}  # the optional policy sources
+OPTIONAL_KEYS = {"access_log"}  # who the client was behind the load balancer (test_k8s_monitoring.py)
 VERBS = {"view", "logs", "submit", "stop", "delete", "serve", "debug", "client"}
 
 
@@ -48,7 +49,7 @@ def test_configmap_passes_check_config(overlay: Rendered, tmp_path: Path) -> Non
 def test_config_belongs_to_the_overlays_tenant(overlay: Rendered) -> None:
     data = _configmap(overlay)["data"]
     config, policy = yaml.safe_load(data["config.yaml"]), yaml.safe_load(data["policy.yaml"])
-    assert CONFIG_KEYS <= set(config) <= CONFIG_KEYS | POLICY_SOURCE_KEYS
+    assert CONFIG_KEYS <= set(config) <= CONFIG_KEYS | POLICY_SOURCE_KEYS | OPTIONAL_KEYS
     assert config["tenant"] == overlay.namespace
     assert config["policy_file"] == "policy.yaml"
     assert config["iap"]["issuer"] == "https://cloud.google.com/iap"

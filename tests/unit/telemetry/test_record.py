@@ -75,20 +75,25 @@ def test_severity(decision: str, status: int, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "peer, xff, trusted, expected",
+    "peer, xff, trusted, per_hop, expected",
     [
-        ("35.191.3.4", "203.0.113.9, 34.120.1.2", LB, "203.0.113.9"),  # GFE: `client, load-balancer`
-        ("35.191.3.4", "6.6.6.6, 203.0.113.9, 34.120.1.2", LB, "203.0.113.9"),  # the client's own say ignored
-        ("35.191.3.4", "203.0.113.9, 34.120.1.2", GFE, "34.120.1.2"),  # the LB's address not listed
-        ("35.191.3.4", "203.0.113.9", (), "35.191.3.4"),  # nothing trusted: the peer
-        ("10.0.0.5", "203.0.113.9, 34.120.1.2", LB, "10.0.0.5"),  # an untrusted peer's header: ignored
-        ("35.191.3.4", "", LB, "35.191.3.4"),
-        ("35.191.3.4", "not-an-ip, 34.120.1.2", LB, "34.120.1.2"),  # garbage: the last trusted hop
-        ("35.191.3.4", "2001:db8::1, 34.120.1.2", LB, "2001:db8::1"),
+        ("35.191.3.4", "203.0.113.9, 34.120.1.2", GFE, 2, "203.0.113.9"),  # GFE: `client, forwarding-rule`
+        ("35.191.3.4", "6.6.6.6, 203.0.113.9, 34.120.1.2", GFE, 2, "203.0.113.9"),  # the client's own say
+        ("35.191.3.4", "203.0.113.9, 34.120.1.2", LB, 1, "203.0.113.9"),  # or the LB's address listed
+        ("35.191.3.4", "203.0.113.9, 34.120.1.2", GFE, 1, "34.120.1.2"),  # neither: the LB's address
+        ("35.191.3.4", "203.0.113.9", (), 2, "35.191.3.4"),  # nothing trusted: the peer
+        ("10.0.0.5", "203.0.113.9, 34.120.1.2", GFE, 2, "10.0.0.5"),  # an untrusted peer's header: ignored
+        ("35.191.3.4", "", GFE, 2, "35.191.3.4"),
+        ("35.191.3.4", "34.120.1.2", GFE, 2, "35.191.3.4"),  # fewer entries than the hop writes
+        ("35.191.3.4", "not-an-ip, 34.120.1.2", GFE, 2, "35.191.3.4"),  # garbage: the last trusted hop
+        ("35.191.3.4", "2001:db8::1, 34.120.1.2", GFE, 2, "2001:db8::1"),
+        ("130.211.0.9", "198.51.100.1, 35.191.0.1, 130.211.0.8", GFE, 1, "198.51.100.1"),  # a chain of hops
     ],
 )
-def test_client_ip(peer: str, xff: str, trusted: tuple[ipaddress.IPv4Network, ...], expected: str) -> None:
-    assert client_ip(peer, xff, trusted) == expected
+def test_client_ip(
+    peer: str, xff: str, trusted: tuple[ipaddress.IPv4Network, ...], per_hop: int, expected: str
+) -> None:
+    assert client_ip(peer, xff, trusted, per_hop) == expected
 
 
 def test_rfc3339() -> None:
