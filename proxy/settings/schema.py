@@ -66,7 +66,9 @@ class Settings(Section):
         "`X-Ray-Authorization: Bearer …`. Watched: a rotated Secret is picked up within seconds.",
     )
     policy_file: Path | None = setting(
-        None, "the [policy](policy.md), relative to this file. Without one, every request is refused."
+        None,
+        "the [policy](policy.md), relative to this file. Required unless `kubernetes_rbac` is set: without "
+        "a policy every request would be refused (to refuse all on purpose, name one with no bindings).",
     )
     limits: Limits = setting(Limits(), "request-size, timeout and connection bounds (below).")
     shutdown_grace_seconds: Float = setting(
