@@ -26,12 +26,20 @@ class _Recording(Union):
 
 
 def admission_for(
-    settings: Settings, policy: Policy, identity: Identity, sources: PolicySources | None = None
+    settings: Settings,
+    policy: Policy,
+    identity: Identity,
+    job_owner: str | None = None,
+    sources: PolicySources | None = None,
 ) -> Admission:
-    """`sources`: the policy sources (default: the policy alone)."""
+    """`job_owner`: who submitted the job the request names (`--job-owner`); None: nobody recorded,
+    as for a job submitted around the proxy. `sources`: the policy sources (default: the policy alone)."""
 
     async def given(_credentials: Credentials) -> Identity:
         return identity
+
+    async def owner(_job: str) -> str | None:
+        return job_owner
 
     return Admission(
         tenant=settings.tenant,
@@ -39,6 +47,7 @@ def admission_for(
         routes={Transport.HTTP: DEFAULT_TABLE},
         authorizer=_Recording((sources or PolicySources(StaticPolicy(policy))).sources),
         max_target_length=settings.limits.max_target_length,
+        owners=owner,
     )
 
 
@@ -59,13 +68,16 @@ async def explain(
     method: str,
     target: str,
     hd: str | None = None,
+    job_owner: str | None = None,
     live: bool = False,
 ) -> dict[str, object]:
-    """What `email` would get for `method target`. `live`: ask the remote policy sources too (the API
-    server, Cloud Identity) with the config's credentials; without it they are named as not consulted."""
+    """What `email` would get for `method target` (on a job submitted by `job_owner`). `live`: ask the
+    remote policy sources too (the API server, Cloud Identity) with the config's credentials; without
+    it they are named as not consulted."""
     identity = given_identity(email, hd)
+    job_owner = ascii_lower(job_owner) if job_owner else None  # recorded as principals are: lower-case
     sources = build_sources(settings, policy=policy, watch=False, live=live)
-    admission = admission_for(settings, policy, identity, sources)
+    admission = admission_for(settings, policy, identity, job_owner, sources)
     try:
         verdict = await admission.admit(Facts(transport=Transport.HTTP, method=method, target=target))
     finally:
@@ -91,8 +103,13 @@ async def explain(
         ]
     if sources.not_consulted():
         out["not_consulted"] = sources.not_consulted()
+    if verdict.job_id:
+        out["job"], out["job_owner"] = verdict.job_id, job_owner
     if verdict.target is not None:
-        out["granted_verbs"] = sorted(str(v) for v in policy.verbs_for(identity, settings.tenant))
+        out["granted_verbs"] = sorted(
+            [str(v) for v in policy.verbs_for(identity, settings.tenant)]
+            + [f"{v}:own" for v in policy.owned_for(identity, settings.tenant)]
+        )
     return out
 
 

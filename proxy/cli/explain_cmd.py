@@ -40,6 +40,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     s.add_argument("--hd", metavar="DOMAIN", help="its hosted domain claim, for domain: members")
     s.add_argument("--method", default="GET", help="the HTTP method (HEAD is classified as GET)")
     s.add_argument(
+        "--job-owner",
+        metavar="EMAIL",
+        help="who submitted the job the request names, for `stop:own` and the like (default: nobody "
+        "recorded, as for a job submitted around the proxy); `system:ray-token` for in-cluster callers",
+    )
+    s.add_argument(
         "--tenant",
         help="decide for this tenant instead of the config's (review a shared policy for another tenant)",
     )
@@ -89,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
     target = request_target(args.target)
     try:  # --live: a kubeconfig or ServiceAccount that cannot be used is a config problem
         result = asyncio.run(
-            explain(settings, policy, args.email, args.method.upper(), target, args.hd, live=args.live)
+            explain(
+                settings, policy, args.email, args.method.upper(), target, args.hd, args.job_owner, args.live
+            )
         )
     except ConfigError as exc:
         print_problems(args.config, exc.problems)

@@ -34,9 +34,14 @@ class OwnerUnknown(Unavailable):
 
 def principal(identity: Identity) -> str:
     """The caller as recorded on what they submit: their email (a service account's too), or
-    `system:ray-token` for in-cluster callers holding the cluster's Ray token (all of them alike)."""
+    `system:ray-token` for in-cluster callers holding the cluster's Ray token (all of them alike).
+    An IAP external identity's email is already namespaced (`securetoken.google.com/P:EMAIL`, never
+    a Google address); one its provider did not verify is pinned to the account (`subject`), since
+    another account may claim the same unverified address."""
     if identity.kind is CredentialKind.RAY_TOKEN:
         return RAY_TOKEN_PRINCIPAL
+    if identity.is_external and not identity.email_verified:
+        return f"unverified:{identity.email}:{identity.subject}"
     return identity.email
 
 

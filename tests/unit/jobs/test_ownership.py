@@ -209,8 +209,16 @@ def test_answers_that_are_not_a_job_are_unknown(status: int, body: bytes, why: s
         (who("ana@example.com"), "ana@example.com"),
         (who("ci@p.iam.gserviceaccount.com"), "ci@p.iam.gserviceaccount.com"),
         (who("ray", kind=CredentialKind.RAY_TOKEN), "system:ray-token"),
+        (
+            who("securetoken.google.com/p:ana@example.com", identity_source="GCIP"),
+            "securetoken.google.com/p:ana@example.com",
+        ),
+        (
+            who("securetoken.google.com/p:ana@example.com", identity_source="GCIP", email_verified=False),
+            "unverified:securetoken.google.com/p:ana@example.com:s",
+        ),
     ],
-    ids=["user", "service-account", "ray-token"],
+    ids=["user", "service-account", "ray-token", "external", "external-unverified"],
 )
 def test_principal(identity: Identity, expected: str) -> None:
     assert principal(identity) == expected
