@@ -19,6 +19,7 @@ import textwrap
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from devkit.ports import free_port
 from devkit.stack import Stack
@@ -116,11 +117,21 @@ def showcase(stack: Stack) -> bool:
 
     print(f"\n{BOLD}The access log ({stack.access_log.relative_to(ROOT)}), one record per request:{RESET}")
     for rec in stack.access_records()[-8:]:
-        print(
-            f"    {DIM}{rec['method']:<6} {rec['path'][:48]:<48} {str(rec['email']):<20} "
-            f"{str(rec['verb']):<7} {rec['decision']:<6} {rec['status']}{RESET}"
-        )
+        print(f"    {DIM}{record_line(rec)}{RESET}")
     return all(results)
+
+
+def record_line(rec: dict[str, Any]) -> str:
+    """One access record as a line: method, path, who, verb, decision, status (Cloud Logging's
+    `httpRequest` shape, or the flat one before it)."""
+    http = rec.get("httpRequest") or {}
+    method = rec.get("method") or http.get("requestMethod") or "-"
+    path = str(rec.get("path") or http.get("requestUrl") or "-")
+    who = rec.get("principal") or rec.get("email")
+    status = rec.get("status") or http.get("status")
+    return (
+        f"{method:<6} {path[:48]:<48} {who!s:<20} {rec.get('verb')!s:<7} {rec.get('decision')!s:<6} {status}"
+    )
 
 
 def main() -> int:

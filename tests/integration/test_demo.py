@@ -8,10 +8,12 @@ import errno
 import re
 import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from scripts.demo import documented_port, port_is_free, try_it
+from devkit.records import AccessRecords
+from scripts.demo import documented_port, port_is_free, record_line, try_it
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -68,3 +70,15 @@ def test_the_demo_prints_the_quickstarts_commands() -> None:
     printed = try_it("http://127.0.0.1:8265", Path(".demo/run/dev-key.pem"))
     assert printed in blocks, "docs/quickstart.md must show exactly what make demo prints"
     assert (ROOT / "examples" / "train.py").is_file()  # what --working-dir examples -- python train.py runs
+
+
+async def test_the_demo_prints_the_records_the_proxy_writes(make_client: Any, mint: Any) -> None:
+    """The demo's access-log lines are built from a record the real app wrote, whatever its shape."""
+    records = AccessRecords()
+    client = await make_client(access_log=records)
+    r = await client.post(
+        "/api/jobs/", headers={"x-goog-iap-jwt-assertion": mint("bob@example.com")}, json={}
+    )
+    assert r.status == 403
+    line = record_line(records.last()).split()
+    assert line == ["POST", "/api/jobs/", "bob@example.com", "submit", "deny", "403"]
