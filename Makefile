@@ -60,6 +60,7 @@ check: lint test-fast
 
 docs: venv
 	$(BIN)/python -m proxy.settings.reference --write docs/configuration.md
+	$(BIN)/python -m proxy.telemetry.reference --write docs/security-teams.md
 
 demo: $(DEMO_STAMP)
 	$(BIN)/python -m scripts.demo $(if $(ONCE),--once,)

@@ -62,7 +62,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common.add_argument(
         "--format", default="table", choices=["table", "json"], help="json: one JSON object per line"
     )
-    reports = s.add_subparsers(dest="report", required=True, metavar="REPORT")
+    reports = s.add_subparsers(dest="report", required=True, metavar="REPORT", help="the question")
     for name, text in REPORTS_HELP.items():
         r = reports.add_parser(
             name, help=text, description=text, parents=[common], formatter_class=DefaultsHelp

@@ -6,8 +6,8 @@ the structured form Cloud Logging parses on GKE: `severity`, `time`, `message`, 
 
 `record.py` builds the lines as plain dicts (cheap, on the hot path); tests validate what it builds
 against `AccessRecord` (strict, no unknown keys), and the field table in docs/security-teams.md is
-rendered from it (`python -m proxy.telemetry.schema --write docs/security-teams.md`; a test fails when
-the page drifts).
+rendered from it (`python -m proxy.telemetry.reference --write docs/security-teams.md`, `make docs`; a
+test fails when the page drifts).
 """
 
 from __future__ import annotations
@@ -147,16 +147,3 @@ def splice(page: str) -> str:
     if not sep or not sep2:
         raise ValueError(f"the page has no {BEGIN} ... {END} markers")
     return f"{head}{BEGIN}\n{markdown()}\n{END}{tail}"
-
-
-if __name__ == "__main__":  # pragma: no cover - `make docs`
-    import sys
-    from pathlib import Path
-
-    from proxy.telemetry import schema  # the package's module: its class names are not __main__.*
-
-    if sys.argv[1:2] == ["--write"]:
-        path = Path(sys.argv[2])
-        path.write_text(schema.splice(path.read_text()))
-    else:
-        print(schema.markdown())

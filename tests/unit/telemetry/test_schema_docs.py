@@ -1,5 +1,5 @@
 """docs/security-teams.md and the record's one definition agree: the field table is what the schema
-renders (regenerate with `python -m proxy.telemetry.schema --write docs/security-teams.md`), and the
+renders (regenerate with `python -m proxy.telemetry.reference --write docs/security-teams.md`), and the
 example record there is a valid record."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ PAGE = Path(__file__).parents[3] / "docs" / "security-teams.md"
 
 def test_the_field_table_is_the_definition() -> None:
     text = PAGE.read_text()
-    assert splice(text) == text, "docs/security-teams.md drifted: python -m proxy.telemetry.schema --write it"
+    assert splice(text) == text, "docs/security-teams.md drifted: `make docs` rewrites it"
     table = text.split(BEGIN, 1)[1].split(END, 1)[0]
     assert table.strip() == markdown()
     documented = re.findall(r"^\| `([^`]+)` \|", table, re.M)
