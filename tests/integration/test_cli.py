@@ -640,3 +640,23 @@ def test_explain_for_another_tenant_reviews_a_shared_policy(tmp_path: Path) -> N
 def test_explain_usage_mistakes(args: list[str], message: str) -> None:
     r = run("explain", "--config", "config/proxy.yaml", "--as", "bob@example.com", *args)
     assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
+
+
+def test_serve_logs_a_placeholder_audience_at_start_up(tmp_path: Path) -> None:
+    """The overlays ship placeholders (the backend service exists only after the first apply): the pod
+    starts, fails closed, and its log says why at once."""
+    with _listening_socket() as taken:  # so that serve stops right after its start-up checks
+        config = GOOD.replace("127.0.0.1:8265", f"127.0.0.1:{taken.getsockname()[1]}").replace(
+            "/projects/731246509812/global/backendServices/6817243950183374052",
+            "/projects/123456789012/global/backendServices/1111111111111111111",
+        )
+        (tmp_path / "ray_token").write_text("t\n")
+        check(
+            tmp_path,
+            config.replace("iap:\n", "iap:\n  jwks_url: http://127.0.0.1:9/k\n")
+            + "ray_token_file: ray_token\n",
+        )
+        r = run("serve", "--config", str(tmp_path / "proxy.yaml"))
+    assert r.returncode == 4
+    (warning,) = [ln for ln in r.stderr.splitlines() if "looks like a placeholder" in ln]
+    assert "WARNING" in warning.upper() and "every request through IAP gets 401 wrong audience" in warning
