@@ -14,12 +14,11 @@ The record is built from the RequestContext only, never from a body.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
@@ -27,8 +26,7 @@ from ..errors import UpstreamError
 from ..model import RequestContext
 from .metrics import RequestMetrics
 from .record import Network, grpc_record, http_record
-from .redaction import redact
-from .tracing import Tracing, exporter_names, incoming, traceparent_of
+from .tracing import Tracing, annotate, exporter_names, incoming, traceparent_of
 from .writer import AccessWriter
 
 if TYPE_CHECKING:
@@ -78,7 +76,6 @@ class Telemetry:
         ctx.trace_sampled = bool(sc.trace_flags.sampled)
         return span
 
-    @contextlib.contextmanager
     def upstream(
         self,
         ctx: RequestContext,
@@ -86,38 +83,18 @@ class Telemetry:
         span: Span | None,
         incoming_headers: Mapping[str, str],
         websocket: bool = False,
-    ) -> Iterator[Headers]:
-        """Around the call to Ray: yields the headers to send it, with the trace context."""
+    ) -> UpstreamCall:
+        """Around the call to Ray (`with ... as headers`): the headers to send it, with the trace
+        context; on the way out the client span, upstream latency and errors, open WebSockets."""
         client = None
         if span is not None and self.tracing is not None:
             client = self.tracing.client_span(ctx.method, span)
             headers = [(k, v) for k, v in headers if k.lower() != "traceparent"]
             headers.append(("traceparent", traceparent_of(client)))
-        elif "traceparent" not in incoming_headers and ctx.trace_id:  # X-Cloud-Trace-Context alone
+        elif ctx.trace_id and "traceparent" not in incoming_headers:  # X-Cloud-Trace-Context alone
             flags = "01" if ctx.trace_sampled else "00"
             headers = [*headers, ("traceparent", f"00-{ctx.trace_id}-{ctx.span_id}-{flags}")]
-        metrics = self.metrics
-        if websocket:
-            metrics.open_websockets += 1
-        started = time.monotonic()
-        try:
-            yield headers
-        except UpstreamError as exc:
-            metrics.upstream_error(exc.kind.value)
-            if client is not None:
-                client.set_status(Status(StatusCode.ERROR, exc.kind.value))
-                client.set_attribute("error.type", exc.kind.value)
-            raise
-        finally:
-            if websocket:
-                metrics.open_websockets -= 1
-            else:
-                metrics.upstream_seconds.observe(time.monotonic() - started)
-            if ctx.extra.get("aborted") == "upstream":
-                metrics.upstream_error("mid_response")
-            if client is not None:
-                self._annotate_client(client, ctx)
-                client.end()
+        return UpstreamCall(self, ctx, headers, client, websocket)
 
     def record(self, ctx: RequestContext, span: Span | None) -> None:
         """Finish the span and write the access record of a finished request."""
@@ -125,7 +102,7 @@ class Telemetry:
         record = http_record(ctx, self.project, self.trusted, time.time(), duration, self.per_hop)
         if span is not None:
             if span.is_recording():
-                _annotate(span, record)
+                annotate(span, record)
             span.end()
         self.metrics.request(record["kind"], record["verb"], record["decision"], ctx.status, duration)
         self.writer.write(record)
@@ -147,7 +124,7 @@ class Telemetry:
             if self.project:
                 record["logging.googleapis.com/trace"] = f"projects/{self.project}/traces/{sc.trace_id:032x}"
             if span.is_recording():
-                _annotate(span, record)
+                annotate(span, record)
             span.end(end_time=end)
         self.metrics.request("grpc", record["verb"], record["decision"], call.code, call.duration_s)
         self.writer.write(record)
@@ -178,53 +155,43 @@ class Telemetry:
             await asyncio.to_thread(self.tracing.shutdown)
 
 
-_GRPC_CODES = (
-    *("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND"),
-    *("ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED"),
-    *("OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"),
-)
+class UpstreamCall:
+    """One call to Ray as telemetry sees it; a plain class (a generator-based context manager costs
+    microseconds a request)."""
 
+    __slots__ = ("client", "ctx", "headers", "started", "telemetry", "websocket")
 
-def _annotate(span: Span, record: dict[str, Any]) -> None:
-    """The record's facts on the server span: semantic-convention names where they exist."""
-    http = record["httpRequest"]
-    attrs: dict[str, str | int | bool] = {
-        "http.request.method": http["requestMethod"],
-        "url.path": redact(str(http["requestUrl"])[:512]),
-        "http.response.status_code": http["status"],
-        "client.address": http["remoteIp"],
-        "network.peer.address": str(record["peer"]),
-        "network.protocol.version": str(http["protocol"]).partition("/")[2],
-        "user_agent.original": redact(str(http["userAgent"])),
-        "http.request.body.size": int(http["requestSize"]),
-        "http.response.body.size": int(http["responseSize"]),
-        "ray_iap.kind": str(record["kind"]),
-        "ray_iap.request_id": str(record["request_id"]),
-        "ray_iap.tenant": str(record["tenant"]),
-        "ray_iap.decision": str(record["decision"]),
-        "ray_iap.reason": redact(str(record["reason"])),
-    }
-    for key, name in (
-        ("route", "http.route"),
-        ("principal", "enduser.id"),
-        ("credential", "ray_iap.credential"),
-        ("verb", "ray_iap.verb"),
-        ("source", "ray_iap.source"),
-        ("job_id", "ray_iap.job_id"),
-        ("upstream_status", "ray_iap.upstream_status"),
-        ("aborted", "ray_iap.aborted"),
-    ):
-        value = record[key]
-        if value is not None:  # every client-influenced string redacted: a job id is a path segment
-            attrs[name] = value if isinstance(value, int) else redact(str(value))
-    grpc = record["grpc"]
-    if isinstance(grpc, dict):
-        service, _, method = str(grpc["method"]).lstrip("/").rpartition("/")
-        attrs |= {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
-        if grpc["code"] in _GRPC_CODES:
-            attrs["rpc.grpc.status_code"] = _GRPC_CODES.index(grpc["code"])
-    if record["route"] is not None and record["kind"] != "grpc":
-        span.update_name(f"{http['requestMethod']} {record['route']}")
-    span.set_attributes(attrs)
-    if record["severity"] == "ERROR":
-        span.set_status(Status(StatusCode.ERROR, str(record["decision"])))
+    def __init__(
+        self,
+        telemetry: Telemetry,
+        ctx: RequestContext,
+        headers: Headers,
+        client: Span | None,
+        websocket: bool,
+    ) -> None:
+        self.telemetry, self.ctx, self.headers, self.client = telemetry, ctx, headers, client
+        self.websocket = websocket
+        self.started = 0.0
+
+    def __enter__(self) -> Headers:
+        if self.websocket:
+            self.telemetry.metrics.open_websockets += 1
+        self.started = time.monotonic()
+        return self.headers
+
+    def __exit__(self, et: type[BaseException] | None, exc: BaseException | None, tb: object) -> None:
+        metrics, client = self.telemetry.metrics, self.client
+        if self.websocket:
+            metrics.open_websockets -= 1
+        else:
+            metrics.upstream_seconds.observe(time.monotonic() - self.started)
+        if isinstance(exc, UpstreamError):
+            metrics.upstream_error(exc.kind.value)
+            if client is not None:
+                client.set_status(Status(StatusCode.ERROR, exc.kind.value))
+                client.set_attribute("error.type", exc.kind.value)
+        elif self.ctx.extra.get("aborted") == "upstream":
+            metrics.upstream_error("mid_response")
+        if client is not None:
+            self.telemetry._annotate_client(client, self.ctx)
+            client.end()

@@ -21,14 +21,25 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags, TraceState
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+    TraceState,
+)
 
 from ..errors import ConfigError
+from .redaction import redact
 
 _TRACEPARENT = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 _CLOUD = re.compile(r"^([0-9a-fA-F]{32})/(\d{1,20})(?:;o=([0-9]+))?$")
@@ -145,3 +156,55 @@ class Tracing:
 def traceparent_of(span: Span) -> str:
     sc = span.get_span_context()
     return f"00-{sc.trace_id:032x}-{sc.span_id:016x}-{int(sc.trace_flags) & 1:02x}"
+
+
+_GRPC_CODES = (
+    *("OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND"),
+    *("ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED"),
+    *("OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"),
+)
+
+
+def annotate(span: Span, record: dict[str, Any]) -> None:
+    """The record's facts on the server span: semantic-convention names where they exist."""
+    http = record["httpRequest"]
+    attrs: dict[str, str | int | bool] = {
+        "http.request.method": http["requestMethod"],
+        "url.path": redact(str(http["requestUrl"])[:512]),
+        "http.response.status_code": http["status"],
+        "client.address": http["remoteIp"],
+        "network.peer.address": str(record["peer"]),
+        "network.protocol.version": str(http["protocol"]).partition("/")[2],
+        "user_agent.original": redact(str(http["userAgent"])),
+        "http.request.body.size": int(http["requestSize"]),
+        "http.response.body.size": int(http["responseSize"]),
+        "ray_iap.kind": str(record["kind"]),
+        "ray_iap.request_id": str(record["request_id"]),
+        "ray_iap.tenant": str(record["tenant"]),
+        "ray_iap.decision": str(record["decision"]),
+        "ray_iap.reason": redact(str(record["reason"])),
+    }
+    for key, name in (
+        ("route", "http.route"),
+        ("principal", "enduser.id"),
+        ("credential", "ray_iap.credential"),
+        ("verb", "ray_iap.verb"),
+        ("source", "ray_iap.source"),
+        ("job_id", "ray_iap.job_id"),
+        ("upstream_status", "ray_iap.upstream_status"),
+        ("aborted", "ray_iap.aborted"),
+    ):
+        value = record[key]
+        if value is not None:  # every client-influenced string redacted: a job id is a path segment
+            attrs[name] = value if isinstance(value, int) else redact(str(value))
+    grpc = record["grpc"]
+    if isinstance(grpc, dict):
+        service, _, method = str(grpc["method"]).lstrip("/").rpartition("/")
+        attrs |= {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method}
+        if grpc["code"] in _GRPC_CODES:
+            attrs["rpc.grpc.status_code"] = _GRPC_CODES.index(grpc["code"])
+    if record["route"] is not None and record["kind"] != "grpc":
+        span.update_name(f"{http['requestMethod']} {record['route']}")
+    span.set_attributes(attrs)
+    if record["severity"] == "ERROR":
+        span.set_status(Status(StatusCode.ERROR, str(record["decision"])))
