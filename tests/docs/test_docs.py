@@ -169,6 +169,8 @@ def known_flags(argv: list[str]) -> tuple[frozenset[str], list[str]]:
             sub.append(args[1])
         return help_flags(str(BIN / "ray-iap-proxy"), *sub, "--help"), args[len(sub) :]
     if name == "gcloud":
+        if shutil.which("gcloud") is None:  # the machine images here have it (Google's package)
+            pytest.skip("gcloud is not installed: its commands' options are not checked")
         path = []
         for a in args:
             if a.startswith("-"):
