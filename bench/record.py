@@ -10,7 +10,8 @@ records written to /dev/null through a real file object:
 - legacy        `start_span` (an unrecorded SDK span, the W3C propagator) + `record` through the
                 `logging` machinery (a LogRecord, a StreamHandler's lock, a write and a flush each)
 - begin         today's trace context with tracing off: the headers parsed by hand, no span object
-- record        today's `record`: the v1 dict, the request metrics, one redacted JSON line buffered;
+- record        today's `record`: the v1 line written from the context, the request metrics, the
+                line redacted and buffered;
                 `record_batch16` lets 16 records share a loop turn's write, as under load
 """
 
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"per request, CPU µs (best of 5 rounds of {args.n}):")
     print(f"  before (8ea2848): span + record through logging  {figures['legacy_us']:7.2f}")
     print(f"  now: trace context (tracing off, no span)         {figures['begin_us']:7.2f}")
-    print(f"  now: record (dict, metrics, one buffered line)    {figures['record_us']:7.2f}")
+    print(f"  now: record (v1 line, metrics, buffered)          {figures['record_us']:7.2f}")
     print(f"  now: record, 16 lines per loop turn               {figures['record_batch16_us']:7.2f}")
     print(f"  now: both                                         {figures['today_us']:7.2f}")
     return 0

@@ -14,6 +14,7 @@ The record is built from the RequestContext only, never from a body.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import time
@@ -24,8 +25,9 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
 from ..errors import UpstreamError
 from ..model import RequestContext
+from .line import http_line
 from .metrics import RequestMetrics
-from .record import Network, grpc_record, http_record
+from .record import Network, grpc_record
 from .tracing import Tracing, annotate, exporter_names, incoming, traceparent_of
 from .writer import AccessWriter
 
@@ -99,13 +101,15 @@ class Telemetry:
     def record(self, ctx: RequestContext, span: Span | None) -> None:
         """Finish the span and write the access record of a finished request."""
         duration = time.monotonic() - ctx.started
-        record = http_record(ctx, self.project, self.trusted, time.time(), duration, self.per_hop)
+        line, kind, verb, decision = http_line(
+            ctx, self.project, self.trusted, time.time(), duration, self.per_hop
+        )
         if span is not None:
             if span.is_recording():
-                annotate(span, record)
+                annotate(span, json.loads(line))
             span.end()
-        self.metrics.request(record["kind"], record["verb"], record["decision"], ctx.status, duration)
-        self.writer.write(record)
+        self.metrics.request(kind, verb, decision, ctx.status, duration)
+        self.writer.write_line(line)
 
     def record_grpc(self, call: CallRecord) -> None:
         """The access record of a finished gRPC call (the listener's `record` callback)."""

@@ -1,5 +1,6 @@
-"""The access record's lines, built as plain dicts from a finished request's context (HTTP, WebSocket)
-or a gRPC call's `CallRecord`. The fields are defined in `schema.py`; tests hold the two together.
+"""What the access record is made of: its time, severity, client address and cut strings, and a gRPC
+call's record (`grpc_record`, a dict); an HTTP request's line is written by `line.py`. The fields
+are defined in `schema.py`; tests hold the builders and the definition together.
 
 Pure (the clock is passed in). Nothing here reads a body or a header value that could hold a
 credential: the user agent, `X-Forwarded-For`, the path and the query are the only client-supplied
@@ -13,7 +14,6 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..model import RequestContext
 from .redaction import redact
 from .schema import SAMPLED_KEY, SCHEMA, SPAN_KEY, TRACE_KEY
 
@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from ..grpc import CallRecord
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-_KNOWN_EXTRA = ("aborted", "parser", "close_code")
+KNOWN_EXTRA = ("aborted", "parser", "close_code")
 _second = -1
 _prefix = ""
 
@@ -78,7 +78,7 @@ def _within(address: str, networks: Sequence[Network]) -> bool:
     return any(ip in net for net in networks)
 
 
-def _cut(text: str, limit: int) -> str:
+def cut(text: str, limit: int) -> str:
     """`text` at most `limit` characters. What is cut is redacted first: half a token no longer looks
     like one to the writer's redaction of the whole line. (What is not cut is left to the writer.)"""
     return text if len(text) <= limit else redact(text)[:limit]
@@ -86,67 +86,6 @@ def _cut(text: str, limit: int) -> str:
 
 def trace_name(project: str, trace_id: str) -> str | None:
     return f"projects/{project}/traces/{trace_id}" if project and trace_id else None
-
-
-def http_record(
-    ctx: RequestContext,
-    project: str,
-    trusted: Sequence[Network],
-    now: float,
-    duration: float,
-    per_hop: int = 1,
-) -> dict[str, Any]:
-    """The record of a finished HTTP request or WebSocket session."""
-    path, _, query = ctx.target.partition("?")
-    identity, extra = ctx.identity, ctx.extra
-    principal = identity.email if identity is not None else None
-    decision = ctx.decision or "error"
-    kind = "websocket" if ctx.websocket else "http"
-    close_code = extra.get("close_code")
-    others = {k: v for k, v in extra.items() if k not in _KNOWN_EXTRA} if extra else None
-    return {
-        "schema": SCHEMA,
-        "time": rfc3339(now),
-        "ts": round(now, 3),
-        "severity": severity(decision, ctx.status),
-        "message": f"{ctx.method} {_cut(path, 200)} {ctx.status} {decision} {principal or '-'}",
-        "kind": kind,
-        "httpRequest": {
-            "requestMethod": ctx.method,
-            "requestUrl": _cut(path, 2048),
-            "status": ctx.status,
-            "requestSize": str(ctx.bytes_in),
-            "responseSize": str(ctx.bytes_out),
-            "latency": f"{duration:.6f}s",
-            "remoteIp": client_ip(ctx.remote, ctx.forwarded_for, trusted, per_hop),
-            "userAgent": _cut(ctx.user_agent, 200),
-            "protocol": ctx.protocol,
-        },
-        TRACE_KEY: trace_name(project, ctx.trace_id),
-        SPAN_KEY: ctx.span_id or None,
-        SAMPLED_KEY: ctx.trace_sampled,
-        "trace_id": ctx.trace_id or None,
-        "request_id": ctx.request_id,
-        "principal": principal,
-        "credential": identity.kind.value if identity is not None else None,
-        "tenant": ctx.tenant,
-        "route": ctx.route.pattern if ctx.route is not None else None,
-        "verb": ctx.verb.value if ctx.verb is not None else None,
-        "decision": decision,
-        "reason": ctx.reason,
-        "source": ctx.source or None,
-        "job_id": ctx.job_id or None,
-        "upstream_status": ctx.upstream_status,
-        "duration_s": round(duration, 6),
-        "peer": ctx.remote,
-        "forwarded_for": _cut(ctx.forwarded_for, 200) or None,
-        "query": _cut(query, 512) or None,
-        "close_code": int(close_code) if close_code and close_code.lstrip("-").isdigit() else None,
-        "grpc": None,
-        "aborted": extra.get("aborted"),
-        "parser": extra.get("parser"),
-        "extra": others or None,
-    }
 
 
 def grpc_record(
@@ -173,7 +112,7 @@ def grpc_record(
         "kind": "grpc",
         "httpRequest": {
             "requestMethod": "POST",
-            "requestUrl": _cut(call.method, 2048),
+            "requestUrl": cut(call.method, 2048),
             "status": status,
             "requestSize": str(call.bytes_in),
             "responseSize": str(call.bytes_out),

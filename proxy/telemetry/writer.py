@@ -29,7 +29,11 @@ class AccessWriter:
         self.failures = 0
 
     def write(self, record: dict[str, Any]) -> None:
-        self._lines.append(redact(_dumps(record)))
+        self.write_line(_dumps(record))
+
+    def write_line(self, line: str) -> None:
+        """One record already serialized (one line, no newline); redacted here."""
+        self._lines.append(redact(line))
         if self._scheduled:
             return
         try:

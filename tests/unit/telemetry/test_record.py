@@ -4,13 +4,15 @@ unknown keys) for every kind of traffic; severity, client address and time forma
 from __future__ import annotations
 
 import ipaddress
+import json
 import time
 
 import pytest
 
 from proxy.grpc import CallRecord
 from proxy.model import CredentialKind, Identity, RequestContext, Route, Verb
-from proxy.telemetry.record import client_ip, grpc_record, http_record, rfc3339, severity
+from proxy.telemetry.line import http_line, http_record
+from proxy.telemetry.record import client_ip, grpc_record, rfc3339, severity
 from proxy.telemetry.schema import AccessRecord
 
 NOW = 1_777_000_000.25
@@ -129,3 +131,33 @@ def test_grpc_record(code: str, decision: str, severity_: str) -> None:
     assert record["severity"] == severity_ and record["peer"] == "::1" and record["credential"] == "iap"
     assert record["httpRequest"]["requestSize"] == "10" and record["grpc"]["messages_out"] == 2
     assert record["aborted"] == ("cancelled" if code == "CANCELLED" else None)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["plain", 'quote " and \\ backslash', "ünïcödé ✓ 🚀", "control \x00\x1f\n\t", "</script>", ""],
+)
+def test_the_line_is_what_json_would_write(text: str) -> None:
+    """The hand-written line is byte for byte `json.dumps` of what it says, for any string value."""
+    c = ctx(
+        decision="deny",
+        status=403,
+        identity=ALICE,
+        route=ROUTE,
+        verb=Verb.VIEW,
+        reason=text,
+        user_agent=text,
+        forwarded_for=text,
+        target=f"/api/{text}?q={text}",
+        job_id=text,
+        upstream_status=502,
+        trace_id="a" * 32,
+        span_id="b" * 16,
+        trace_sampled=True,
+        extra={"close_code": "1000", "aborted": "client", "parser": text, "x": text},
+    )
+    line, kind, verb, decision = http_line(c, "p", (), NOW, 0.5)
+    parsed = json.loads(line)
+    assert line == json.dumps(parsed, separators=(",", ":"))
+    assert (kind, verb, decision) == ("http", "view", "deny") and parsed["reason"] == text
+    AccessRecord.model_validate(parsed)
