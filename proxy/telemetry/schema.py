@@ -4,10 +4,10 @@ One JSON line per HTTP request, per WebSocket session (written when it closes) a
 the structured form Cloud Logging parses on GKE: `severity`, `time`, `message`, `httpRequest` and the
 `logging.googleapis.com/*` keys are lifted into the log entry; everything else stays in `jsonPayload`.
 
-`record.py` builds the lines as plain dicts (cheap, on the hot path); tests validate what it builds
-against `AccessRecord` (strict, no unknown keys), and the field table in docs/security-teams.md is
-rendered from it (`python -m proxy.telemetry.reference --write docs/security-teams.md`, `make docs`; a
-test fails when the page drifts).
+`line.py` writes the lines straight from the context (cheap, on the hot path); tests validate what
+it writes against `AccessRecord` (strict, no unknown keys), and the field table in
+docs/security-teams.md is rendered from it (`make docs`, i.e. `python -m proxy.telemetry.reference
+--write docs/security-teams.md`; a test fails when the page drifts).
 """
 
 from __future__ import annotations
