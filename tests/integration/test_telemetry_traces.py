@@ -164,3 +164,19 @@ async def test_otlp_export_reaches_a_real_receiver(
     assert server.service == "proxy-under-test" and server.attributes["enduser.id"] == "alice@example.com"
     assert server.attributes["http.route"] == "/api/version" and server.name == "GET /api/version"
     assert access_records.last()["logging.googleapis.com/spanId"] == server.span_id
+
+
+async def test_the_sampler_comes_from_the_environment(
+    make_client: Any,
+    mint: Any,
+    stub_ray: tuple[RayDouble, str],
+    access_records: AccessRecords,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    proxy, spans = await traced(make_client, access_records)
+    assert (await proxy.get("/api/version", headers={ASSERTION: mint()})).status == 200
+    assert spans.get_finished_spans() == ()  # sampled out: nothing recorded
+    record = access_records.last()
+    assert record["logging.googleapis.com/trace_sampled"] is False and len(record["trace_id"]) == 32
+    assert sent_to_ray(stub_ray[0])["traceparent"].endswith("-00")  # Ray is told it is not sampled
