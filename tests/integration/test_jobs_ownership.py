@@ -254,3 +254,20 @@ async def test_ray_unreachable_during_the_lookup_grants_nothing(
         "raysubmit_x (Ray is not reachable)"
     )
     assert access_records.last()["job_id"] == "raysubmit_x"
+
+
+async def test_a_compressed_submission_reaches_ray_plain(
+    client: TestClient, mint: Any, jobs: RayJobs, stub_ray: tuple[RayDouble, str]
+) -> None:
+    """aiohttp's server decompresses request bodies: the rewritten body goes without the encoding."""
+    import gzip
+
+    raw = gzip.compress(b'{"entrypoint": "x", "metadata": {"k": "v"}}')
+    r = await client.post(
+        "/api/jobs/",
+        headers={**auth(mint, ANA), "Content-Encoding": "gzip", "Content-Type": "application/json"},
+        data=raw,
+    )
+    assert r.status == 200, await r.text()
+    assert json.loads(jobs.submitted[-1])["metadata"] == {"k": "v", "submitted_by": ANA}
+    assert "content-encoding" not in stub_ray[0].last_headers()
