@@ -346,6 +346,13 @@ def _other_site_pages(dashboard: str, ticker: str) -> dict[str, str]:
             const ws = new WebSocket("{ws}/api/jobs/{ticker}/logs/tail");
             ws.onmessage = (m) => mark("frames", "got " + m.data.length);
             ws.onclose = (e) => mark("closed", String(e.code));
+            const gets = [["train", "/api/train/v2/runs"], ["dataset", "/api/data/datasets/{ticker}"]];
+            for (const [k, path] of gets) {{
+              const img = new Image();  // a GET with side effects, as any page can make one
+              img.onerror = () => mark(k, "refused");
+              img.onload = () => mark(k, "loaded");
+              img.src = "{dashboard}" + path;
+            }}
             </script></body>""",
         "link.html": f"""<!doctype html><title>wiki</title><a href="{dashboard}/#/jobs">Ray dashboard</a>""",
     }
@@ -374,6 +381,8 @@ def test_cross_site_writes_are_refused_before_ray(
             v.page.goto(site.url(host, "fetch.html"))
             expect(v.page.locator("body")).to_have_attribute("data-fetched", "opaque")  # sent; unreadable
             expect(v.page.locator("body")).to_have_attribute("data-closed", "1006")  # no handshake
+            for k in ("train", "dataset"):  # GETs that connect a driver, create an actor: refused
+                expect(v.page.locator("body")).to_have_attribute(f"data-{k}", "refused")
             assert v.page.locator("body").get_attribute("data-frames") is None
 
         v = visit(site.url("localhost", ""))  # a link from another site is a GET: it works
@@ -394,3 +403,8 @@ def test_cross_site_writes_are_refused_before_ray(
         ), r
         assert r["principal"] == "alice@example.com" and str(r["reason"]).startswith("cross-origin"), r
     assert all(str(r["reason"]).startswith("cross-origin WebSocket refused") for r in sockets), sockets
+    side_effects = [r for r in records if r["route"] in ("/api/train/v2/runs", "/api/data/datasets/{job_id}")]
+    assert len(side_effects) == 4, records
+    for r in side_effects:
+        assert (r["httpRequest"]["status"], r["upstream_status"]) == (403, None), r
+        assert str(r["reason"]).startswith("cross-origin GET refused (Sec-Fetch-Site: "), r

@@ -233,6 +233,9 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     running.close()
 
 
+STREAMED_ROUTES = frozenset({"/api/v0/logs/stream"})  # the double answers them as a chunked stream
+
+
 def model(method: str, raw: str) -> tuple[str, Any]:
     if raw in ("/healthz", "/readyz") and method in ("GET", "HEAD"):
         return "local", None
@@ -265,7 +268,11 @@ def test_fuzz_the_proxy_forwards_exactly_what_it_classified(live: Live) -> None:
             return
         assert kind != "refuse" or detail == status, (method, raw, status, answer[:300])
         if kind == "forward":
-            assert status == 200 and len(hits) == 1, (method, raw, status, answer[:300])
+            # Ray's aiohttp (and the double's) writes a streamed body even after a HEAD's headers: the
+            # proxy, having forwarded the request exactly, refuses to relay the garbage with a 502
+            # (tests/adversarial/test_response_desync.py). Found by `make fuzz`.
+            garbled_head = method == "HEAD" and detail in STREAMED_ROUTES and status == 502
+            assert (status == 200 or garbled_head) and len(hits) == 1, (method, raw, status, answer[:300])
             forwarded = parse_target(raw).raw  # `raw` itself, less an empty "?"
             assert (hits[0].method, hits[0].raw_path, hits[0].route) == (method, forwarded, detail)
         else:
