@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from proxy.authz.csrf import BrowserFacts, cross_site_reason
+from proxy.authz.csrf import BrowserFacts, Origin, cross_site_reason
 
 
 @pytest.mark.parametrize(
@@ -34,3 +34,47 @@ from proxy.authz.csrf import BrowserFacts, cross_site_reason
 )
 def test_cross_site(method: str, headers: dict[str, str], host: str, refused: bool) -> None:
     assert (cross_site_reason(method, BrowserFacts.from_headers(headers, host)) is not None) is refused
+
+
+PUBLIC = Origin.parse("https://ray-team-a.example.com")
+
+
+@pytest.mark.parametrize(
+    "method, headers, side_effects, refused",
+    [
+        ("POST", {"Origin": "https://ray-team-a.example.com"}, False, False),
+        ("POST", {"Origin": "https://ray-team-a.example.com:443"}, False, False),
+        ("POST", {"Origin": "http://ray-team-a.example.com"}, False, True),  # the scheme counts
+        ("POST", {"Origin": "https://ray-team-a.example.com:8443"}, False, True),
+        ("POST", {"Origin": "https://evil.example"}, False, True),
+        ("GET", {"Sec-Fetch-Site": "cross-site"}, False, False),  # a link to the dashboard
+        ("GET", {"Sec-Fetch-Site": "cross-site"}, True, True),  # a GET that attaches a profiler
+        ("HEAD", {"Origin": "https://evil.example"}, True, True),
+        ("GET", {"Sec-Fetch-Site": "same-origin"}, True, False),
+        ("GET", {}, True, False),  # CLI, SDK
+    ],
+)
+def test_the_whole_origin_and_gets_with_side_effects(
+    method: str, headers: dict[str, str], side_effects: bool, refused: bool
+) -> None:
+    facts = BrowserFacts.from_headers(headers, "evil.example", PUBLIC)  # the Host says nothing then
+    assert (cross_site_reason(method, facts, side_effects=side_effects) is not None) is refused
+
+
+@pytest.mark.parametrize(
+    "text, origin",
+    [
+        ("https://Ray.Example.com", ("https", "ray.example.com", 443)),
+        ("http://127.0.0.1:8080", ("http", "127.0.0.1", 8080)),
+        ("http://[::1]:8080", ("http", "::1", 8080)),
+        ("null", None),
+        ("https://a@b.example", None),
+        ("https://b.example/x", None),
+        ("https://b.example?", None),
+        ("https://b.ex\u212a", None),
+        ("https://b.example:99999", None),
+    ],
+)
+def test_origin_parsing(text: str, origin: tuple[str, str, int] | None) -> None:
+    parsed = Origin.parse(text)
+    assert (None if parsed is None else (parsed.scheme, parsed.host, parsed.port)) == origin
