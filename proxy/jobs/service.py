@@ -16,7 +16,7 @@ from ..upstream.headers import RAY_TOKEN_HEADER, Headers, norm
 from .owners import JOB_INFO_MAX_BYTES, OwnerCache
 from .ownership import MAX_ID_SHOWN, principal
 from .secrets import MARKER, RUNTIME_ENV_ROUTES, RedactionCheck, mark_for_redaction, refuse_secret_logs
-from .submission import read_body, rewrite
+from .submission import decode_body, read_body, rewrite
 
 # The proxy's own questions to Ray say who asks (Ray's logs, the test double's tripwire).
 OWN_USER_AGENT = "ray-iap-proxy"
@@ -71,8 +71,10 @@ class Jobs:
         if route is None or target is None or verdict.identity is None:
             return headers, None
         if (route.method, route.pattern) == SUBMIT:
-            raw = await read_body(request, self.settings.max_submission_bytes, self.client_timeout)
+            limit = self.settings.max_submission_bytes
+            raw = await read_body(request, limit, self.client_timeout)
             ctx.bytes_in = len(raw)
+            raw = decode_body(raw, request.headers.get("Content-Encoding"), limit)
             submission = rewrite(raw, request.charset, principal(verdict.identity))
             ctx.job_id = submission.submission_id[:MAX_ID_SHOWN]
             self.owners.forget(submission.submission_id)  # a reused id must be asked again

@@ -21,6 +21,7 @@ import json
 import re
 import secrets
 import string
+import zlib
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -118,3 +119,26 @@ async def read_body(request: web.Request, limit: int, seconds: float) -> bytes:
     except web.RequestPayloadError:
         raise ClientFault("malformed request body") from None
     return b"".join(chunks)
+
+
+def decode_body(raw: bytes, encoding: str | None, limit: int) -> bytes:
+    """A submission as the client compressed it (the listener relays bodies as they came), inflated
+    under the same bound as a plain one. Only gzip and deflate: anything else is refused."""
+    codings = [c.strip().lower() for c in (encoding or "").split(",")]
+    for coding in reversed([c for c in codings if c and c != "identity"]):
+        if coding not in _WBITS:
+            raise BadSubmission(f"a submission encoded as {coding[:20]!r} cannot be read: send JSON or gzip")
+        inflater = zlib.decompressobj(_WBITS[coding])
+        try:
+            out = inflater.decompress(raw, limit + 1)
+        except zlib.error:
+            raise BadSubmission(f"the submission body is not valid {coding}") from None
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise BodyTooLarge(limit)
+        if not inflater.eof:
+            raise BadSubmission(f"the submission body is truncated {coding}")
+        raw = out
+    return raw
+
+
+_WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
