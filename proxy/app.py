@@ -17,8 +17,10 @@ from .admit import Admission
 from .auth.service import AuthService, FetchFactory
 from .authz.csrf import Origin
 from .authz.policy import Policy
-from .authz.routes import DEFAULT_TABLE, RouteTable
+from .authz.routes import CLIENT_TABLE, DEFAULT_TABLE, RouteTable
 from .authz.sources.build import PolicySources, build_sources
+from .grpc.listener import Listener
+from .grpc.service import start_client_listener
 from .http.listener import ProxyRunner
 from .http.pipeline import PROXY, Proxy, handle
 from .jobs.service import Jobs
@@ -52,12 +54,12 @@ def build_app(
     routes: RouteTable = DEFAULT_TABLE,
     fetch: FetchFactory | None = None,
     clock: Callable[[], float] | None = None,
-    sources: PolicySources | None = None,
     access_log: TextIO | None = None,
+    sources: PolicySources | None = None,
 ) -> web.Application:
     """The proxy as an aiohttp application. `policy` defaults to `settings.policy_file`'s; `fetch` and
-    `clock` are seams for tests; `sources` the policy sources (default: built from the settings, the
-    policy file watched); `access_log` where access records go (default: stdout)."""
+    `clock` are seams for tests; `access_log` is where records go (default: stdout); `sources` the
+    policy sources (default: built from the settings, the policy file watched)."""
     app = web.Application(client_max_size=1024, middlewares=[_unrouted_too])
     telemetry = Telemetry(
         settings.tracing.exporter,
@@ -90,7 +92,7 @@ def build_app(
         admission = Admission(
             tenant=settings.tenant,
             authenticate=auth.authenticator.authenticate,
-            routes={Transport.HTTP: routes},
+            routes={Transport.HTTP: routes, Transport.GRPC: CLIENT_TABLE},
             authorizer=sources.union(),
             max_target_length=settings.limits.max_target_length,
             owners=jobs.owners.owner,
@@ -103,10 +105,10 @@ def build_app(
             upstream=upstream,
             ray_token=ray_token,
             telemetry=telemetry,
+            public_origin=Origin.parse(settings.public_url) if settings.public_url else None,
             jobs=jobs,
         )
         telemetry.project = await resolve_project(settings.access_log.project_id, os.environ)
-            public_origin=Origin.parse(settings.public_url) if settings.public_url else None,
         await auth.start()
         if ray_token.watch is not None:
             ray_token.watch.start()
@@ -162,6 +164,9 @@ def runner_args(settings: Settings) -> dict[str, Any]:
         "handler_cancellation": True,  # a client that goes away cancels its request, and Ray's side
         "shutdown_timeout": settings.shutdown_grace_seconds,  # a backstop: `drain` does the waiting
         "access_log": None,  # ours is telemetry's
+        # Bodies are relayed as they came, Content-Encoding and all: aiohttp would otherwise inflate a
+        # gzip body and the proxy pass it on still labelled gzip (Ray answers 500), and inflate bombs.
+        "auto_decompress": False,
     }
 
 
@@ -190,8 +195,10 @@ async def _serve(settings: Settings, ready: Callable[[], Awaitable[None]] | None
         loop.add_signal_handler(sig, stop.set)
     await runner.setup()
     metrics: web.AppRunner | None = None
+    client: Listener | None = None
     try:
         await web.TCPSite(runner, settings.listen.host, settings.listen.port).start()
+        client = await start_client_listener(settings, app[PROXY])
         if settings.metrics_listen is not None:
             metrics = web.AppRunner(metrics_app(app, runner), access_log=None)
             await metrics.setup()
@@ -208,7 +215,11 @@ async def _serve(settings: Settings, ready: Callable[[], Awaitable[None]] | None
         await stop.wait()
         log.info("shutting down: no new connections; grace period %g s", settings.shutdown_grace_seconds)
     finally:
+        # Both listeners stop taking calls at once and drain for the same grace period.
+        draining = asyncio.create_task(client.stop(settings.shutdown_grace_seconds)) if client else None
         await runner.cleanup()
+        if draining is not None:
+            await draining
         if metrics is not None:
             await metrics.cleanup()
     log.info("stopped")
