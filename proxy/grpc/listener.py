@@ -175,6 +175,11 @@ class Listener:
     _handler: _Handler
     _upstream: GrpcUpstream
 
+    @property
+    def open_calls(self) -> int:
+        """Calls being served now (admitted, relayed, or being refused)."""
+        return len(self._handler.tasks)
+
     async def stop(self, grace: float) -> None:
         """Stop accepting calls at once, let open calls run for `grace` seconds, then cancel them.
 

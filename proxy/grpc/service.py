@@ -30,5 +30,6 @@ async def start_client_listener(settings: Settings, proxy: Proxy) -> Listener | 
         grpc_admit(proxy.admission, proxy.ray_token, SessionCredentials(settings.client_session_max_seconds)),
         proxy.telemetry.record_grpc,
     )
+    proxy.telemetry.grpc_open = lambda: listener.open_calls
     log.info("Ray Client (gRPC) listening on %s, upstream %s", where, upstream)
     return listener

@@ -33,8 +33,8 @@ FINAL = grpc.StatusCode.FAILED_PRECONDITION
 
 
 class Client:
-    def __init__(self, channel: aio.Channel, stub: GrpcRayStub, records: AccessRecords) -> None:
-        self.channel, self.stub, self.records = channel, stub, records
+    def __init__(self, channel: aio.Channel, stub: GrpcRayStub, records: AccessRecords, proxy: Any) -> None:
+        self.channel, self.stub, self.records, self.proxy = channel, stub, records, proxy
 
     def unary(self, method: str, md: tuple[tuple[str, str], ...]) -> Any:
         return self.channel.unary_unary(method, request_serializer=None, response_deserializer=None)(
@@ -69,7 +69,7 @@ async def client(
     listener = await start_client_listener(settings, http.server.app[PROXY])
     assert listener is not None and settings.client_listen is not None
     channel = aio.insecure_channel(f"127.0.0.1:{listener.port}", options=GRPC_OPTIONS)
-    yield Client(channel, stub, access_records)
+    yield Client(channel, stub, access_records, http.server.app[PROXY])
     await channel.close()
     await listener.stop(0)
     await upstream.stop(0)
@@ -177,3 +177,20 @@ async def test_a_remembered_session_is_still_authorized_under_the_current_policy
     static.replace(EMPTY_POLICY)  # access revoked
     revoked = await admit(SCHEDULE, md)
     assert not revoked.allowed and "has no role" in revoked.details
+
+
+async def test_open_calls_are_counted_for_the_metrics(client: Client, mint: Any) -> None:
+    md = (("client_id", "c1"), ("x-goog-iap-jwt-assertion", mint(ROOT)), ("x-stub", "echo"))
+    stream = client.channel.stream_stream(DATAPATH, request_serializer=None, response_deserializer=None)(
+        metadata=md
+    )
+    await stream.write(b"1")
+    assert await stream.read() == b"1"
+    assert client.proxy.telemetry.grpc_open() == 1
+    await stream.done_writing()
+    assert await stream.code() == grpc.StatusCode.OK
+    for _ in range(100):
+        if client.proxy.telemetry.grpc_open() == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert client.proxy.telemetry.grpc_open() == 0
