@@ -156,7 +156,7 @@ async def forward_websocket(
                 ctx.extra.setdefault("aborted", "client")
             await _going_away(client, upstream)
             raise
-        ctx.extra["close_code"] = str(client.close_code)
+        ctx.extra.setdefault("close_code", str(client.close_code))
         return client
 
 
@@ -186,6 +186,8 @@ async def _pump(
         return
     if code in _UNSENDABLE_CODES:
         code = 1011 if code == 1006 else 1000
+    if sink_name == "client":  # the code the client got, for the record (aiohttp keeps only its own)
+        ctx.extra["close_code"] = str(code)
     with contextlib.suppress(*_GONE):
         if not sink.closed:
             await sink.close(code=code, message=message)
