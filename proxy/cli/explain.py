@@ -5,11 +5,16 @@ from __future__ import annotations
 
 from ..admit import Admission, Facts
 from ..auth.extract import Credentials
+from ..auth.providers.ray_token import IDENTITY as RAY_TOKEN_IDENTITY
 from ..authz.authorizer import Decision, Question, Union
 from ..authz.policy import Policy
-from ..authz.routes import DEFAULT_TABLE
+from ..authz.routes import CLIENT_TABLE, DEFAULT_TABLE
+from ..authz.routes.ray_client import CALL_KINDS
+from ..authz.routes.ray_client import METHOD as CLIENT_METHOD
 from ..authz.sources.build import PolicySources, build_sources
 from ..authz.sources.static import StaticPolicy
+from ..errors import Kind
+from ..grpc import STATUS as GRPC_STATUS
 from ..http.status import status_for
 from ..model import Action, CredentialKind, Identity, Transport, Verb, ascii_lower
 from ..settings import Settings
@@ -44,21 +49,32 @@ def admission_for(
     return Admission(
         tenant=settings.tenant,
         authenticate=given,
-        routes={Transport.HTTP: DEFAULT_TABLE},
+        routes={Transport.HTTP: DEFAULT_TABLE, Transport.GRPC: CLIENT_TABLE},
         authorizer=_Recording((sources or PolicySources(StaticPolicy(policy))).sources),
         max_target_length=settings.limits.max_target_length,
         owners=owner,
     )
 
 
-def given_identity(email: str, hd: str | None = None) -> Identity:
-    """The identity `explain` is asked about, as IAP's verified assertion would carry it."""
+def given_identity(email: str, hd: str | None = None, credential: str = "iap") -> Identity:
+    """The identity `explain` is asked about, as the credential kind's provider would verify it (the
+    Ray token is always the principal `system:ray-token`, whatever the email says)."""
+    kind = CredentialKind(credential)
+    if kind is CredentialKind.RAY_TOKEN:
+        return RAY_TOKEN_IDENTITY
     return Identity(
         email=ascii_lower(email),
         subject="explain",
-        kind=CredentialKind.IAP,
+        kind=kind,
         hosted_domain=ascii_lower(hd) if hd else None,
     )
+
+
+def facts_for(method: str, target: str) -> Facts:
+    """A Ray Client method (`/ray.rpc.…`) is asked as the gRPC listener asks it; anything else as HTTP."""
+    if target in CALL_KINDS or target.startswith("/ray.rpc."):
+        return Facts(transport=Transport.GRPC, method=CLIENT_METHOD, target=target)
+    return Facts(transport=Transport.HTTP, method=method, target=target)
 
 
 async def explain(
@@ -70,16 +86,18 @@ async def explain(
     hd: str | None = None,
     job_owner: str | None = None,
     live: bool = False,
+    credential: str = "iap",
 ) -> dict[str, object]:
     """What `email` would get for `method target` (on a job submitted by `job_owner`). `live`: ask the
     remote policy sources too (the API server, Cloud Identity) with the config's credentials; without
     it they are named as not consulted."""
-    identity = given_identity(email, hd)
+    identity = given_identity(email, hd, credential)
     job_owner = ascii_lower(job_owner) if job_owner else None  # recorded as principals are: lower-case
     sources = build_sources(settings, policy=policy, watch=False, live=live)
     admission = admission_for(settings, policy, identity, job_owner, sources)
     try:
-        verdict = await admission.admit(Facts(transport=Transport.HTTP, method=method, target=target))
+        facts = facts_for(method, target)
+        verdict = await admission.admit(facts)
     finally:
         await sources.close()
     out: dict[str, object] = {
@@ -87,12 +105,13 @@ async def explain(
         "hosted_domain": identity.hosted_domain,
         "credential": str(identity.kind),
         "tenant": settings.tenant,
-        "method": method,
+        "method": facts.method,
         "target": target,
+        "transport": str(facts.transport),
         "route": verdict.route.pattern if verdict.route else None,
         "verb": str(verdict.verb) if verdict.verb else None,
         "decision": str(verdict.outcome),
-        "status": 200 if verdict.kind is None else status_for(verdict.kind),
+        "status": _status(facts.transport, verdict.kind),
         "reason": verdict.reason,
         "source": verdict.source,
     }
@@ -111,6 +130,13 @@ async def explain(
             + [f"{v}:own" for v in policy.owned_for(identity, settings.tenant)]
         )
     return out
+
+
+def _status(transport: Transport, kind: Kind | None) -> int | str:
+    """What serve would answer: an HTTP status, or the gRPC listener's status code."""
+    if transport is Transport.GRPC:
+        return "OK" if kind is None else GRPC_STATUS[kind].name
+    return 200 if kind is None else status_for(kind)
 
 
 async def verbs(

@@ -10,6 +10,7 @@ import sys
 from urllib.parse import urlsplit
 
 from ..errors import ConfigError
+from ..model import CredentialKind
 from ..settings.schema import TENANT_RE
 from .common import EXIT_CONFIG, EXIT_NO, EXIT_OK, add_config, add_parser, load, print_problems, usage_error
 from .explain import explain, verbs
@@ -38,6 +39,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--email", "--as", dest="email", required=True, metavar="EMAIL", help="the identity, as IAP signs it"
     )
     s.add_argument("--hd", metavar="DOMAIN", help="its hosted domain claim, for domain: members")
+    s.add_argument(
+        "--credential",
+        default="iap",
+        choices=[str(k) for k in CredentialKind],
+        help="how the identity proves itself: IAP's assertion, a Google ID token, or the cluster's Ray "
+        "token (then the principal is system:ray-token, whatever --email says)",
+    )
     s.add_argument("--method", default="GET", help="the HTTP method (HEAD is classified as GET)")
     s.add_argument(
         "--job-owner",
@@ -64,7 +72,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "target",
         nargs="?",
         metavar="PATH_OR_URL",
-        help="a request target (/api/jobs/?limit=5) or a full URL, reduced to its path and query",
+        help="a request target (/api/jobs/?limit=5), a full URL (reduced to its path and query), or a Ray "
+        "Client method (/ray.rpc.RayletDataStreamer/Datapath)",
     )
     s.set_defaults(func=run)
 
@@ -96,7 +105,15 @@ def run(args: argparse.Namespace) -> int:
     try:  # --live: a kubeconfig or ServiceAccount that cannot be used is a config problem
         result = asyncio.run(
             explain(
-                settings, policy, args.email, args.method.upper(), target, args.hd, args.job_owner, args.live
+                settings,
+                policy,
+                args.email,
+                args.method.upper(),
+                target,
+                args.hd,
+                args.job_owner,
+                args.live,
+                args.credential,
             )
         )
     except ConfigError as exc:

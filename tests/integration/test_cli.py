@@ -660,3 +660,56 @@ def test_serve_logs_a_placeholder_audience_at_start_up(tmp_path: Path) -> None:
     assert r.returncode == 4
     (warning,) = [ln for ln in r.stderr.splitlines() if "looks like a placeholder" in ln]
     assert "WARNING" in warning.upper() and "every request through IAP gets 401 wrong audience" in warning
+
+
+def test_explain_takes_the_credential_kind_and_ray_client_methods(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "roles: {operator: [view, submit], engineer: [view, client]}\n"
+        "bindings:\n"
+        '  - {tenant: team-a, role: operator, members: ["system:ray-token"]}\n'
+        '  - {tenant: team-a, role: engineer, members: ["user:alice@example.com"]}\n'
+    )
+    config = tmp_path / "proxy.yaml"
+    config.write_text(
+        Path("config/proxy.yaml").read_text().replace("policy_file: policy.yaml", f"policy_file: {policy}")
+    )
+    ray = json.loads(
+        run(
+            "explain",
+            "--config",
+            str(config),
+            "--as",
+            "x@example.com",
+            "--credential",
+            "ray_token",
+            "--method",
+            "POST",
+            "/api/jobs/",
+        ).stdout
+    )
+    assert (ray["identity"], ray["credential"], ray["decision"]) == ("system:ray-token", "ray_token", "allow")
+    grpc = json.loads(
+        run(
+            "explain",
+            "--config",
+            str(config),
+            "--as",
+            "alice@example.com",
+            "--credential",
+            "google_id_token",
+            "/ray.rpc.RayletDataStreamer/Datapath",
+        ).stdout
+    )
+    assert (grpc["transport"], grpc["verb"], grpc["status"], grpc["credential"]) == (
+        "grpc",
+        "client",
+        "OK",
+        "google_id_token",
+    )
+    refused = json.loads(
+        run(
+            "explain", "--config", str(config), "--as", "alice@example.com", "/ray.rpc.RayletDriver/Nope"
+        ).stdout
+    )
+    assert refused["status"] == "FAILED_PRECONDITION" and "not a known Ray route" in refused["reason"]

@@ -194,3 +194,30 @@ async def test_open_calls_are_counted_for_the_metrics(client: Client, mint: Any)
             break
         await asyncio.sleep(0.02)
     assert client.proxy.telemetry.grpc_open() == 0
+
+
+@pytest.mark.parametrize("who", [ROOT, "alice@example.com", "mallory@example.com", "nobody@example.com"])
+async def test_explain_says_what_the_grpc_listener_does(
+    make_client: Any, tmp_path: Any, mint: Any, who: str
+) -> None:
+    """`explain` over Ray Client's whole method table (and one unknown method) for each identity:
+    the same code and reason as the production admission gives a real assertion."""
+    from proxy.authz.policy_file import read_policy
+    from proxy.authz.routes.ray_client import CALL_KINDS
+    from proxy.cli.explain import explain
+    from proxy.grpc.admission import grpc_admit
+    from proxy.grpc.credentials import SessionCredentials
+
+    http = await make_client()
+    proxy = http.server.app[PROXY]
+    admit = grpc_admit(proxy.admission, proxy.ray_token, SessionCredentials(3600))
+    settings = settings_mod.load(tmp_path / "proxy.yaml")
+    assert settings.policy_file is not None
+    policy = read_policy(settings.policy_file)
+    token = mint(who)
+    for method in [*CALL_KINDS, "/ray.rpc.RayletDriver/Nope"]:
+        got = await admit(method, (("client_id", "c1"), ("x-goog-iap-jwt-assertion", token)))
+        said = await explain(settings, policy, who, "POST", method)
+        assert said["transport"] == "grpc", method
+        assert said["status"] == ("OK" if got.allowed else got.code.name), method
+        assert said["reason"] == got.details and said["verb"] == (got.verb or None), method
