@@ -174,6 +174,42 @@ def ray_pods(raycluster: Obj) -> Iterator[RayPod]:
         )
 
 
+# KubeRay v1.7.0's in-cluster callers and the head Service it builds (ray-operator/controllers/ray:
+# common/service.go getServicePorts, rayjob_controller.go, utils/constant.go; helm-chart/kuberay-operator).
+KUBERAY_METRICS_PORT = ("metrics", 8080)  # added to the head Service when containers[0] names none
+KUBERAY_DASHBOARD_PORT_NAME = "dashboard"  # what the operator and the submitters look up
+KUBERAY_OPERATOR_NAMESPACE = "kuberay-system"  # where docs/deploy-gke.md installs the operator
+KUBERAY_OPERATOR_LABELS = {  # the operator pod, as both the Helm chart and config/manager label it
+    "app.kubernetes.io/name": "kuberay-operator",
+    "app.kubernetes.io/instance": "kuberay-operator",
+    "app.kubernetes.io/component": "kuberay-operator",
+}
+
+
+def kuberay_head_service_ports(raycluster: Obj) -> dict[str, int]:
+    """name -> port of `<cluster>-head-svc`: containers[0]'s ports (unnamed ones as `<port>-port`),
+    plus metrics 8080 unless named; KubeRay's defaults only when containers[0] declares none."""
+    head = raycluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"][RAY_CONTAINER_INDEX]
+    ports = {p.get("name") or f"{p['containerPort']}-port": p["containerPort"] for p in head.get("ports", [])}
+    if not ports:
+        ports = {"client": 10001, "gcs-server": 6379, "dashboard": 8265, "metrics": 8080, "serve": 8000}
+    ports.setdefault(*KUBERAY_METRICS_PORT)
+    return ports
+
+
+def submitter_pod_labels(rayjob: str) -> dict[str, str]:
+    """A RayJob's submitter pod (K8sJobMode): KubeRay's three labels, and the Job controller's."""
+    return {
+        "ray.io/originated-from-cr-name": rayjob,
+        "ray.io/originated-from-crd": "RayJob",
+        "app.kubernetes.io/created-by": "kuberay-operator",
+        "batch.kubernetes.io/job-name": rayjob,
+        "job-name": rayjob,
+        "batch.kubernetes.io/controller-uid": "0b5d6f8e-1c2a-4e7b-9d3f-2a6c8e4b1f00",
+        "controller-uid": "0b5d6f8e-1c2a-4e7b-9d3f-2a6c8e4b1f00",
+    }
+
+
 def all_ray_pods(rendered: Rendered) -> list[RayPod]:
     return [pod for rc in rendered.of_kind("RayCluster") for pod in ray_pods(rc)]
 

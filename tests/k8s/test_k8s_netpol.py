@@ -1,8 +1,10 @@
 """Who can reach which port of the Ray pods, by evaluating the rendered NetworkPolicies.
 
-The evaluator (k8s_netpol.py) is tested first on small tables, then used on the overlays:
-load balancer ranges reach the sidecar port and nothing else, nothing outside a RayCluster
-reaches any Ray port, and the two tenants cannot reach each other.
+The evaluator (k8s_netpol.py) is tested first on small tables, then used on the overlays: load
+balancer ranges reach the sidecar's dashboard port (8265) and, where Ray Client is a load-balancer
+backend (the Gateway variant), its gRPC port (10001), and nothing else; KubeRay's operator and RayJob
+submitters reach the sidecar's 8265 and nothing else; nothing outside a RayCluster reaches any Ray
+port, and the two tenants cannot reach each other.
 """
 
 from __future__ import annotations
@@ -11,10 +13,28 @@ from typing import Any
 
 import pytest
 from k8s_netpol import ALL_PORTS, NO_PORTS, Cluster, IpSource, PodEndpoint
-from k8s_render import SIDECAR_NAME, RayPod, Rendered, all_ray_pods
+from k8s_render import (
+    KUBERAY_OPERATOR_LABELS,
+    KUBERAY_OPERATOR_NAMESPACE,
+    SIDECAR_NAME,
+    RayPod,
+    Rendered,
+    all_ray_pods,
+    kuberay_head_service_ports,
+    submitter_pod_labels,
+)
 
 SIDECAR_PORT = 8265
 METRICS_PORT = 9090
+CLIENT_PORT = 10001  # the sidecar's Ray Client (gRPC) port
+# The sidecar's ports the load balancer reaches, per overlay: GKE Ingress cannot speak cleartext
+# HTTP/2 to a pod (docs/ray-client.md), so only the Gateway variant makes Ray Client a backend.
+LB_PORTS = {
+    "team-a": {SIDECAR_PORT},
+    "team-b": {SIDECAR_PORT},
+    "team-a-rbac": {SIDECAR_PORT},
+    "team-a-gateway": {SIDECAR_PORT, CLIENT_PORT},
+}
 METRICS_NAMESPACES = {"gmp-system", "gke-gmp-system"}  # Managed Service for Prometheus collectors
 # Google front ends and health checkers (global external / classic ALB), IPv4 and IPv6.
 LB_SOURCES = [
@@ -275,18 +295,68 @@ def test_every_ray_pod_is_isolated(overlay: Rendered) -> None:
     assert cluster.is_isolated(PodEndpoint(overlay.namespace, {"app": "jupyter"}))
 
 
-def test_load_balancer_reaches_only_the_sidecar_port(overlay: Rendered) -> None:
+def _sidecar_ports(overlay: Rendered) -> dict[str, int]:
+    head = next(p for p, _ in _endpoints(overlay) if p.node_type == "head")
+    return {p["name"]: p["containerPort"] for p in head.container(SIDECAR_NAME)["ports"]}
+
+
+def test_load_balancer_reaches_exactly_the_sidecar_ports_it_has_backends_on(overlay: Rendered) -> None:
+    """The ranges reach the sidecar's ports that a Service hands to the load balancer, and no other
+    port: not the sidecar's metrics, not Ray's, nothing on the workers."""
     cluster = Cluster(overlay.objects)
-    sidecar = next(p for p, _ in _endpoints(overlay) if p.node_type == "head").container(SIDECAR_NAME)
-    assert {p["name"]: p["containerPort"] for p in sidecar["ports"]} == {
-        "http": SIDECAR_PORT,
-        "metrics": METRICS_PORT,
+    sidecar = _sidecar_ports(overlay)
+    assert sidecar == {"http": SIDECAR_PORT, "metrics": METRICS_PORT, "client": CLIENT_PORT}
+    backends = {
+        sidecar[port["targetPort"]] for s in overlay.of_kind("Service") for port in s["spec"]["ports"]
     }
+    assert backends == LB_PORTS[overlay.name]
     for ip in LB_SOURCES:
         for pod, endpoint in _endpoints(overlay):
-            expected = {SIDECAR_PORT} if pod.node_type == "head" else set()
+            expected = LB_PORTS[overlay.name] if pod.node_type == "head" else set()
             assert cluster.allowed_ports(IpSource(ip), endpoint) == expected, (ip, pod.name)
             assert cluster.allowed_ports(IpSource(ip), endpoint, "UDP") == NO_PORTS
+
+
+def _operator(namespace: str = KUBERAY_OPERATOR_NAMESPACE, **labels: str) -> PodEndpoint:
+    return PodEndpoint(namespace, {**KUBERAY_OPERATOR_LABELS, **labels}, ip="10.8.7.7")
+
+
+def test_kuberay_operator_reaches_only_the_sidecar_dashboard_port(overlay: Rendered) -> None:
+    """The operator calls http://<cluster>-head-svc.<ns>.svc:<port named dashboard> (RayJob status,
+    submit, stop, delete; RayService deploys): that port is the sidecar's, and the only one it gets."""
+    cluster = Cluster(overlay.objects)
+    for pod, endpoint in _endpoints(overlay):
+        expected = {SIDECAR_PORT} if pod.node_type == "head" else set()
+        assert cluster.allowed_ports(_operator(), endpoint) == expected, pod.name
+        for other in (  # not another pod of its namespace, not an operator elsewhere
+            PodEndpoint(KUBERAY_OPERATOR_NAMESPACE, {"app": "webhook"}),
+            PodEndpoint(KUBERAY_OPERATOR_NAMESPACE, {"app.kubernetes.io/name": "kuberay-operator"}),
+            _operator("ray-system"),
+            _operator(overlay.namespace),
+        ):
+            assert cluster.allowed_ports(other, endpoint) == NO_PORTS, (other, pod.name)
+    (head,) = [p for p in all_ray_pods(overlay) if p.node_type == "head"]
+    head_service = kuberay_head_service_ports(overlay.one("RayCluster"))
+    assert head_service["dashboard"] == SIDECAR_PORT == _sidecar_ports(overlay)["http"]
+    assert int(head.ray_start_params["dashboard-port"]) != SIDECAR_PORT  # Ray's own is on loopback
+
+
+def test_rayjob_submitters_reach_only_the_sidecar_dashboard_port(overlay: Rendered) -> None:
+    """A RayJob's submitter pod (K8sJobMode) runs `ray job submit/status/logs` against the same port."""
+    cluster = Cluster(overlay.objects)
+    submitter = PodEndpoint(overlay.namespace, submitter_pod_labels("train"), ip="10.8.4.4")
+    for pod, endpoint in _endpoints(overlay):
+        expected = {SIDECAR_PORT} if pod.node_type == "head" else set()
+        assert cluster.allowed_ports(submitter, endpoint) == expected, pod.name
+        for other in (  # a submitter of another namespace; a Ray pod of another cluster posing as one
+            PodEndpoint("other-tenant", submitter_pod_labels("train")),
+            PodEndpoint(
+                overlay.namespace,
+                {**submitter_pod_labels("train"), "ray.io/node-type": "head", "ray.io/cluster": "other"},
+            ),
+            PodEndpoint(overlay.namespace, {"ray.io/originated-from-crd": "RayJob"}),
+        ):
+            assert cluster.allowed_ports(other, endpoint) == NO_PORTS, (other.labels, pod.name)
 
 
 @pytest.mark.parametrize("ip", OUTSIDE_SOURCES)
@@ -304,7 +374,10 @@ def _impostors(overlay: Rendered, namespace: str) -> list[PodEndpoint]:
     ]
 
 
-@pytest.mark.parametrize("namespace", ["default", "kube-system", "other-tenant", *sorted(METRICS_NAMESPACES)])
+@pytest.mark.parametrize(
+    "namespace",
+    ["default", "kube-system", "other-tenant", KUBERAY_OPERATOR_NAMESPACE, *sorted(METRICS_NAMESPACES)],
+)
 def test_other_namespaces_reach_no_ray_port(overlay: Rendered, namespace: str) -> None:
     """Only the metrics collectors' namespaces get in at all, and only to the sidecar's /metrics."""
     cluster = Cluster(overlay.objects)
@@ -337,14 +410,14 @@ def test_pods_of_the_same_raycluster_reach_each_other(overlay: Rendered) -> None
 
 
 def test_ray_ports_are_closed_to_everything_but_the_cluster(overlay: Rendered) -> None:
-    """Every Ray port on the head, named one by one, is closed to every non-cluster source."""
+    """Every Ray port on the head, named one by one, is closed to every non-cluster source. (8265 and
+    10001, Ray's defaults for the dashboard and Ray Client, are the sidecar's: Ray's moved.)"""
     head_pod = next(p for p, _ in _endpoints(overlay) if p.node_type == "head")
     params = head_pod.ray_start_params
     ray_ports = {
         6379,
         8000,
         8080,
-        10001,
         52365,
         int(params["dashboard-port"]),
         int(params["ray-client-server-port"]),
@@ -355,12 +428,28 @@ def test_ray_ports_are_closed_to_everything_but_the_cluster(overlay: Rendered) -
         40000,
         65535,
     }
+    assert not ray_ports & set(_sidecar_ports(overlay).values())
     cluster = Cluster(overlay.objects)
     sources = [IpSource(ip) for ip in LB_SOURCES + OUTSIDE_SOURCES]
     sources += _impostors(overlay, "default") + _impostors(overlay, overlay.namespace)[-2:]
-    sources += _impostors(overlay, "gke-gmp-system")
+    sources += _impostors(overlay, "gke-gmp-system") + _impostors(overlay, KUBERAY_OPERATOR_NAMESPACE)
+    sources += [_operator(), PodEndpoint(overlay.namespace, submitter_pod_labels("train"))]
     for src in sources:
         assert not ray_ports & cluster.allowed_ports(src, _head(overlay)), src
+
+
+def test_kuberays_head_service_opens_nothing_beyond_the_sidecar(overlay: Rendered) -> None:
+    """KubeRay's `<cluster>-head-svc` carries every port containers[0] declares (and metrics): the
+    sidecar's dashboard port, which KubeRay's callers reach, and Ray's GCS and metrics, which only
+    the RayCluster's own pods reach. No client or serve port is declared on it at all."""
+    cluster = Cluster(overlay.objects)
+    ports = kuberay_head_service_ports(overlay.one("RayCluster"))
+    assert ports == {"gcs-server": 6379, "dashboard": SIDECAR_PORT, "metrics": 8080}
+    callers = [_operator(), PodEndpoint(overlay.namespace, submitter_pod_labels("train"))]
+    callers += [IpSource(ip) for ip in LB_SOURCES]
+    for src in callers:
+        reached = {name for name, port in ports.items() if port in cluster.allowed_ports(src, _head(overlay))}
+        assert reached == {"dashboard"}, src
 
 
 def test_the_two_tenants_cannot_reach_each_other(rendered: dict[str, Rendered]) -> None:
@@ -370,6 +459,7 @@ def test_the_two_tenants_cannot_reach_each_other(rendered: dict[str, Rendered]) 
     for src_overlay, dst_overlay in ((a, b), (b, a)):
         sources = [e for _, e in _endpoints(src_overlay)]
         sources += [PodEndpoint(src_overlay.namespace, {"app": "jupyter"})]
+        sources += [PodEndpoint(src_overlay.namespace, submitter_pod_labels("train"))]
         for src in sources:
             for pod, dst in _endpoints(dst_overlay):
                 assert cluster.allowed_ports(src, dst) == NO_PORTS, (src_overlay.name, pod.name)

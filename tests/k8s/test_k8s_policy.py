@@ -10,7 +10,15 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 from k8s_pss import restricted_violations
-from k8s_render import SIDECAR_NAME, RayPod, Rendered, all_ray_pods, service_selects
+from k8s_render import (
+    KUBERAY_DASHBOARD_PORT_NAME,
+    SIDECAR_NAME,
+    RayPod,
+    Rendered,
+    all_ray_pods,
+    kuberay_head_service_ports,
+    service_selects,
+)
 
 PSS_LABELS = {f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn", "audit")}
 ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
@@ -141,7 +149,11 @@ def test_sidecar_owns_the_public_port_and_forwards_to_the_dashboard(overlay: Ren
     listen_host, listen_port = _host_port(config["listen"])
     upstream = urlsplit(config["upstream"])
     sidecar_ports = {p["name"]: p["containerPort"] for p in head.container(SIDECAR_NAME)["ports"]}
-    assert sidecar_ports == {"http": listen_port, "metrics": _host_port(config["metrics_listen"])[1]}
+    assert sidecar_ports == {
+        "http": listen_port,
+        "metrics": _host_port(config["metrics_listen"])[1],
+        "client": _host_port(config["client_listen"])[1],
+    }
     assert listen_host == "0.0.0.0"
     assert upstream.scheme == "http"
     assert (upstream.hostname, upstream.port) == (
@@ -149,15 +161,24 @@ def test_sidecar_owns_the_public_port_and_forwards_to_the_dashboard(overlay: Ren
         int(head.ray_start_params["dashboard-port"]),
     )
     assert int(head.ray_start_params["dashboard-port"]) != listen_port
-    ray_ports = {p["containerPort"] for p in head.ray_container.get("ports", [])}
-    assert listen_port not in ray_ports and upstream.port not in ray_ports
+    # The Ray container declares the sidecar's port as "dashboard" (for KubeRay's head Service, below),
+    # and never a port Ray itself listens on for clients: not its dashboard, not its client server.
+    ray_ports = {p["name"]: p["containerPort"] for p in head.ray_container.get("ports", [])}
+    assert ray_ports[KUBERAY_DASHBOARD_PORT_NAME] == listen_port
+    assert upstream.port not in ray_ports.values()
+    assert int(head.ray_start_params["ray-client-server-port"]) not in ray_ports.values()
 
 
-def test_ray_client_port_is_left_to_the_sidecar(overlay: Rendered) -> None:
-    """10001 (the sidecar's reserved gRPC port) is not Ray's: Ray Client moved elsewhere."""
+def test_ray_client_port_is_the_sidecars_and_it_forwards_to_rays_client_server(overlay: Rendered) -> None:
+    """10001 (Ray Client's usual port) is the sidecar's gRPC listener, which relays admitted calls to
+    Ray's own client server, moved to a port on loopback (only the same RayCluster reaches it)."""
     head = _head(overlay)
+    config = _proxy_config(overlay)
     client_port = int(head.ray_start_params["ray-client-server-port"])
     assert client_port != 10001
+    assert _host_port(config["client_listen"]) == ("0.0.0.0", 10001)
+    upstream_host, upstream_port = _host_port(config["client_upstream"])
+    assert ipaddress.ip_address(upstream_host).is_loopback and upstream_port == client_port
     low, high = int(head.ray_start_params["min-worker-port"]), int(head.ray_start_params["max-worker-port"])
     for port in (client_port, int(head.ray_start_params["dashboard-port"]), 10001, 8265):
         assert not low <= port <= high, f"{port} inside the worker port range"
@@ -219,7 +240,7 @@ def _target_container(
     return hits
 
 
-def test_services_expose_only_the_sidecar_port(overlay: Rendered) -> None:
+def test_services_expose_only_sidecar_ports(overlay: Rendered) -> None:
     pods = all_ray_pods(overlay)
     head = _head(overlay)
     services = overlay.of_kind("Service")
@@ -245,15 +266,28 @@ def test_load_balancers_point_only_at_our_services(overlay: Rendered) -> None:
     assert not any(name.endswith("-head-svc") for name in backends)
 
 
-def test_kuberays_head_service_gets_only_gcs(overlay: Rendered) -> None:
-    """KubeRay copies containers[0].ports into <cluster>-head-svc (and adds metrics 8080).
+def test_kuberays_head_service_sends_its_dashboard_port_to_the_sidecar(overlay: Rendered) -> None:
+    """KubeRay copies containers[0].ports into <cluster>-head-svc (and adds metrics 8080), and its
+    operator and RayJob submitters call that Service's port named "dashboard".
 
-    Declaring only GCS (needed by the workers) keeps the client, dashboard and serve ports
-    out of it; it is headless and internal, and the NetworkPolicies confine it to the cluster.
+    containers[0] declares GCS (for the workers) and, as "dashboard", the sidecar's port: so the
+    operator's and the submitters' requests land on the sidecar, never on Ray's dashboard (on
+    loopback). No client or serve port is declared; the Service stays headless and internal, and
+    the NetworkPolicies confine GCS and metrics to the cluster (test_k8s_netpol.py).
     """
     raycluster = overlay.one("RayCluster")
-    ray_container = _head(overlay).ray_container
-    assert ray_container["ports"] == [{"name": "gcs-server", "containerPort": 6379, "protocol": "TCP"}]
+    head = _head(overlay)
+    listen_port = _host_port(_proxy_config(overlay)["listen"])[1]
+    assert head.ray_container["ports"] == [
+        {"name": "gcs-server", "containerPort": 6379, "protocol": "TCP"},
+        {"name": KUBERAY_DASHBOARD_PORT_NAME, "containerPort": listen_port, "protocol": "TCP"},
+    ]
+    ports = kuberay_head_service_ports(raycluster)
+    assert ports == {"gcs-server": 6379, KUBERAY_DASHBOARD_PORT_NAME: listen_port, "metrics": 8080}
+    # Headless, so a caller connects to the pod's own port: the one the sidecar listens on.
+    sidecar_ports = {p["containerPort"] for p in head.container(SIDECAR_NAME)["ports"]}
+    assert ports[KUBERAY_DASHBOARD_PORT_NAME] in sidecar_ports
+    assert ports[KUBERAY_DASHBOARD_PORT_NAME] != int(head.ray_start_params["dashboard-port"])
     assert "serviceType" not in raycluster["spec"]["headGroupSpec"]
     assert not raycluster["spec"]["headGroupSpec"].get("enableIngress")
     assert "headService" not in raycluster["spec"]["headGroupSpec"]

@@ -28,7 +28,9 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from k8s_render import DEFAULT_KUBERAY_CRD, REPO, Rendered, all_ray_pods, as_pod_object
+from k8s_render import DEFAULT_KUBERAY_CRD, REPO, SIDECAR_NAME, Rendered, all_ray_pods, as_pod_object
+
+from proxy.authz.routes.ray_client import CALL_KINDS
 
 KUBERNETES_VERSION = "1.37.0"
 BUILTIN_GROUPS = {"v1", "networking.k8s.io/v1", "rbac.authorization.k8s.io/v1", "apps/v1", "policy/v1"}
@@ -37,6 +39,7 @@ CRD_MODELS_DIR = Path(
     os.environ.get("K8S_CRD_MODELS", REPO / "build" / "tools" / "crd-models" / "node_modules")
 )
 SIDECAR_PORT = 8265
+H2C = "kubernetes.io/h2c"  # Gateway API: HTTP/2 with prior knowledge (cleartext) to the backend
 
 
 def _builtin(overlay: Rendered) -> list[dict[str, Any]]:
@@ -264,12 +267,69 @@ def test_gateway_route_and_policies_by_hand(overlay: Rendered) -> None:
         assert policy["spec"]["default"]["iap"] == {"enabled": True}
         assert policy["spec"]["default"]["timeoutSec"] >= 3600
     for policy in overlay.of_kind("HealthCheckPolicy"):
+        # Every backend is health-checked on the sidecar's /healthz (its HTTP port): the dashboard's
+        # on its serving port, Ray Client's (gRPC, serving 10001) on the fixed port 8265.
         config = policy["spec"]["default"]["config"]
         assert config["type"] == "HTTP"
-        assert config["httpHealthCheck"] == {
-            "portSpecification": "USE_SERVING_PORT",
-            "requestPath": "/healthz",
-        }
-    # One GCPBackendPolicy per Service (a GKE limit).
-    targets = [p["spec"]["targetRef"]["name"] for p in overlay.of_kind("GCPBackendPolicy")]
-    assert len(targets) == len(set(targets))
+        service = overlay.one("Service", policy["spec"]["targetRef"]["name"])
+        (port,) = service["spec"]["ports"]
+        if port["targetPort"] == "http":
+            assert config["httpHealthCheck"] == {
+                "portSpecification": "USE_SERVING_PORT",
+                "requestPath": "/healthz",
+            }
+        else:
+            assert config["httpHealthCheck"] == {
+                "portSpecification": "USE_FIXED_PORT",
+                "port": SIDECAR_PORT,
+                "requestPath": "/healthz",
+            }
+    # One GCPBackendPolicy and one HealthCheckPolicy per Service (a GKE limit), and every Service
+    # the Gateway routes to has both.
+    for kind in ("GCPBackendPolicy", "HealthCheckPolicy"):
+        targets = [p["spec"]["targetRef"]["name"] for p in overlay.of_kind(kind)]
+        assert len(targets) == len(set(targets))
+        if overlay.of_kind("Gateway"):
+            assert set(targets) == _service_names(overlay), kind
+
+
+def _sidecar_port_names(overlay: Rendered) -> dict[str, int]:
+    (head,) = [p for p in all_ray_pods(overlay) if p.node_type == "head"]
+    return {p["name"]: p["containerPort"] for p in head.container(SIDECAR_NAME)["ports"]}
+
+
+def test_ray_client_backend_speaks_cleartext_http2_and_gets_only_ray_clients_calls(overlay: Rendered) -> None:
+    """gRPC needs HTTP/2 to the pod and the sidecar's listener has no TLS: every Service port on the
+    sidecar's `client` port says `appProtocol: kubernetes.io/h2c` (and no other port does), only the
+    Gateway routes to it (GKE Ingress knows HTTP, HTTPS and HTTP2 = HTTP/2 over TLS, never
+    cleartext), and its route matches exactly Ray Client's gRPC services."""
+    assert _sidecar_port_names(overlay)["client"] == 10001
+    client_ports = []
+    for service in overlay.of_kind("Service"):
+        assert "cloud.google.com/app-protocols" not in service["metadata"].get("annotations", {})
+        for port in service["spec"]["ports"]:
+            assert (port["targetPort"] == "client") == (port.get("appProtocol") == H2C), port
+            if port["targetPort"] == "client":
+                client_ports.append((service["metadata"]["name"], port["port"]))
+    assert bool(client_ports) == bool(overlay.of_kind("Gateway"))
+    for ingress in overlay.of_kind("Ingress"):
+        for rule in ingress["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                backend = path["backend"]["service"]
+                assert (backend["name"], backend["port"].get("number")) not in client_ports
+    ray_client_services = {"/" + m.strip("/").rpartition("/")[0] for m in CALL_KINDS}
+    assert ray_client_services == {
+        "/ray.rpc.RayletDriver",
+        "/ray.rpc.RayletDataStreamer",
+        "/ray.rpc.RayletLogStreamer",
+    }
+    for route in overlay.of_kind("HTTPRoute"):
+        for rule in route["spec"]["rules"]:
+            refs = {(ref["name"], ref["port"]) for ref in rule["backendRefs"]}
+            if refs & set(client_ports):
+                assert refs <= set(client_ports)
+                assert {(m["path"]["type"], m["path"]["value"]) for m in rule["matches"]} == {
+                    ("PathPrefix", service) for service in ray_client_services
+                }
+            else:  # the dashboard's rule: every path not matched more precisely above
+                assert "matches" not in rule
