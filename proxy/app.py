@@ -30,7 +30,7 @@ from .telemetry import Telemetry
 from .telemetry.metrics import metrics_app
 from .telemetry.project import resolve_project
 from .telemetry.writer import AccessWriter
-from .upstream.base import AiohttpUpstream
+from .upstream.pool_upstream import make_upstream
 from .upstream.ray_token import RayToken
 
 log = logging.getLogger("ray_iap_proxy")
@@ -81,7 +81,7 @@ def build_app(
             if clock
             else AuthService(settings, ray_token, fetch)
         )
-        upstream = AiohttpUpstream(settings.upstream, settings.limits)
+        upstream = make_upstream(settings.upstream, settings.limits)
         jobs = Jobs(
             settings.jobs,
             upstream.fetch,
