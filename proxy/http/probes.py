@@ -28,13 +28,17 @@ if TYPE_CHECKING:
 
 HEALTH_PATH = "/healthz"
 READY_PATH = "/readyz"
+# Ray answers its GCS health without a token (a PUBLIC path), and KubeRay's RayJob submitter polls it
+# without one before it submits: the proxy answers it itself, from the same cached check of Ray as
+# readiness, so nothing unauthenticated ever reaches Ray.
+GCS_HEALTH_PATH = "/api/gcs_healthz"
 UPSTREAM_CHECK_SECONDS = 2.0  # Kubernetes probes every 5-10 s: fresh enough, and a flood costs one call
 
 log = logging.getLogger("ray_iap_proxy")
 
 
 def is_probe(method: str, raw_path: str) -> bool:
-    return raw_path in (HEALTH_PATH, READY_PATH) and method in ("GET", "HEAD")
+    return raw_path in (HEALTH_PATH, READY_PATH, GCS_HEALTH_PATH) and method in ("GET", "HEAD")
 
 
 class Readiness:
@@ -85,12 +89,13 @@ async def answer(proxy: Proxy, ctx: RequestContext, raw_path: str) -> web.Respon
     if raw_path == HEALTH_PATH:
         ctx.reason = "health"
         return answers.json_answer(ctx, {"status": "ok"})
+    if raw_path == GCS_HEALTH_PATH:
+        return await _gcs_health(proxy, ctx)
     ctx.reason = "readiness"
     problems = []
     if proxy.draining:
         problems.append("shutting down")
-    if not proxy.authenticator.ready:
-        problems.append("IAP key set not loaded")
+    problems += proxy.authenticator.problems()
     if proxy.ray_token.problem is not None:
         problems.append(f"Ray token unreadable ({proxy.ray_token.problem})")
     ray = await proxy.readiness.upstream_problem(lambda: proxy.upstream.problem(proxy.ray_token.value))
@@ -101,3 +106,14 @@ async def answer(proxy: Proxy, ctx: RequestContext, raw_path: str) -> web.Respon
         ctx.reason = "not ready: " + "; ".join(problems)  # the record says why; the caller does not
         return answers.json_answer(ctx, {"status": "not ready"}, status=STATUS[Kind.UNAVAILABLE])
     return answers.json_answer(ctx, {"status": "ready"})
+
+
+async def _gcs_health(proxy: Proxy, ctx: RequestContext) -> web.Response:
+    """Ray's own answer to `GET /api/gcs_healthz` (`success`), or 503 when Ray does not answer it."""
+    problem = await proxy.readiness.upstream_problem(lambda: proxy.upstream.problem(proxy.ray_token.value))
+    headers = {"X-Request-Id": ctx.request_id, "Cache-Control": "no-store"}
+    if problem is None:
+        ctx.reason = "Ray's GCS health, answered by the proxy"
+        return web.Response(text="success", headers=headers)
+    ctx.reason = f"Ray's GCS health, answered by the proxy: {problem}"
+    return web.Response(status=STATUS[Kind.UNAVAILABLE], text="unhealthy", headers=headers)

@@ -91,3 +91,29 @@ async def test_a_probe_going_away_does_not_cancel_the_check_others_wait_for(ray:
     release.set()
     assert await second is None
     assert readiness.upstream_checks == 1
+
+
+async def test_gcs_health_is_answered_by_the_proxy_without_credentials(
+    make_proxy: Any, ray: RayDouble, access_records: AccessRecords
+) -> None:
+    """KubeRay's RayJob submitter polls Ray's public GET /api/gcs_healthz without a token before it
+    submits: the proxy answers it from its own check of Ray (made with Ray's token), so nothing
+    unauthenticated reaches Ray; with a query it is an ordinary route and needs credentials."""
+    proxy = await make_proxy(access_log=access_records)
+    probes = ray.probes
+    for method in ("GET", "HEAD", "GET"):
+        r = await proxy.request(method, "/api/gcs_healthz")
+        assert r.status == 200 and r.headers["X-Request-Id"]
+        if method == "GET":
+            assert await r.text() == "success"
+    assert ray.probes - probes <= 1  # one cached check for the three
+    assert ray.hits == []  # the tripwire: nothing without credentials reached Ray
+    assert access_records.last()["decision"] == "local"
+    assert (await proxy.get("/api/gcs_healthz?x=1")).status == 401
+    assert (await proxy.post("/api/gcs_healthz")).status == 401
+
+
+async def test_gcs_health_says_unhealthy_when_ray_does_not_answer(make_proxy: Any, ray: RayDouble) -> None:
+    proxy = await make_proxy(upstream="http://127.0.0.1:9")
+    r = await proxy.get("/api/gcs_healthz")
+    assert r.status == 503 and await r.text() == "unhealthy"
