@@ -205,15 +205,21 @@ async def start_grpc_listener(
     *,
     sessions: Sessions | None = None,
     clock: Callable[[], float] = time.monotonic,
+    credentials: grpc.ServerCredentials | None = None,
 ) -> Listener:
-    """Listen on host:port (0 = any free port) and relay admitted calls to Ray at `upstream` (host:port)."""
+    """Listen on host:port (0 = any free port) and relay admitted calls to Ray at `upstream` (host:port).
+    `credentials`: TLS on the port (None: plaintext HTTP/2)."""
     channel = GrpcUpstream(upstream)
     # so_reuseport off: grpc turns it on by default, which would let a second process share our port.
     server = aio.server(options=(*GRPC_OPTIONS, ("grpc.so_reuseport", 0)))
     handler = _Handler(admit, record, channel, sessions or Sessions(), clock)
     server.add_generic_rpc_handlers([handler])
     try:
-        bound = server.add_insecure_port(f"{host}:{port}")
+        address = f"{host}:{port}"
+        if credentials is None:
+            bound = server.add_insecure_port(address)
+        else:
+            bound = server.add_secure_port(address, credentials)
         await server.start()
     except BaseException:
         await channel.close()

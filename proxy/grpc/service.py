@@ -11,6 +11,7 @@ from ..settings import Settings
 from .admission import grpc_admit
 from .credentials import SessionCredentials
 from .listener import Listener, start_grpc_listener
+from .tls import server_credentials
 
 if TYPE_CHECKING:
     from ..http.pipeline import Proxy
@@ -29,6 +30,7 @@ async def start_client_listener(settings: Settings, proxy: Proxy) -> Listener | 
         f"{upstream.host}:{upstream.port}",
         grpc_admit(proxy.admission, proxy.ray_token, SessionCredentials(settings.client_session_max_seconds)),
         proxy.telemetry.record_grpc,
+        credentials=server_credentials(settings.client_tls),
     )
     proxy.telemetry.grpc_open = lambda: listener.open_calls
     log.info("Ray Client (gRPC) listening on %s, upstream %s", where, upstream)

@@ -4,9 +4,10 @@ shares: how its keys are fetched and cached, and the clock skew it allows."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
-from pydantic import BeforeValidator, field_validator
+from pydantic import BeforeValidator, ValidationInfo, field_validator, model_validator
 
 from .audiences import shape_problem as audience_shape_problem
 from .base import Bool, Int, KeySetUrl, Section, Str, invalid, setting
@@ -112,3 +113,32 @@ class Iap(KeySet):
         if not value:
             raise invalid("must list at least one audience")
         return value
+
+
+class ClientTls(Section):
+    """TLS on the Ray Client listener (off: plaintext HTTP/2, `h2c`)."""
+
+    self_signed: Bool = setting(
+        False,
+        "serve a throwaway self-signed certificate made at start-up: enough behind Google's load "
+        "balancer, which does not verify backend certificates (GKE Ingress reaches an HTTP/2 backend "
+        "only over TLS).",
+    )
+    cert_file: Path | None = setting(None, "a PEM certificate (chain) to serve instead, with `key_file`.")
+    key_file: Path | None = setting(None, "its PEM private key.")
+
+    @field_validator("cert_file", "key_file", mode="before")
+    @classmethod
+    def _relative_to_the_config(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str) and (base := (info.context or {}).get("base")) is not None:
+            return Path(base) / value
+        return value
+
+    @model_validator(mode="after")
+    def _one_way(self) -> ClientTls:
+        files = (self.cert_file is None, self.key_file is None)
+        if files[0] != files[1]:
+            raise invalid("needs both cert_file and key_file")
+        if self.self_signed == (self.cert_file is not None):
+            raise invalid("needs either self_signed: true or cert_file and key_file")
+        return self

@@ -25,7 +25,7 @@ from .base import (
     required,
     setting,
 )
-from .credentials import GoogleIdTokens, Iap
+from .credentials import ClientTls, GoogleIdTokens, Iap
 from .jobs import Jobs
 from .limits import Limits
 from .sources import GoogleGroups, KubernetesRbac
@@ -112,6 +112,11 @@ class Settings(Section):
         "still authorized under the current policy. A new session needs a fresh credential.",
         low=60,
         high=7 * 86400,
+    )
+    client_tls: ClientTls | None = setting(
+        None,
+        "TLS on the Ray Client listener (below); off: plaintext HTTP/2 (`h2c`), as the GKE Gateway's "
+        "`kubernetes.io/h2c` backends speak.",
     )
     client_upstream: ListenAddress = setting(
         "127.0.0.1:18001",

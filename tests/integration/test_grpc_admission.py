@@ -12,6 +12,7 @@ from typing import Any
 
 import grpc
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from grpc import aio
 
@@ -221,3 +222,61 @@ async def test_explain_says_what_the_grpc_listener_does(
         assert said["transport"] == "grpc", method
         assert said["status"] == ("OK" if got.allowed else got.code.name), method
         assert said["reason"] == got.details and said["verb"] == (got.verb or None), method
+
+
+@pytest.mark.parametrize("mode", ["self_signed", "files"])
+async def test_the_listener_speaks_tls_when_asked(
+    make_client: Any, key_server: tuple[Any, str], tmp_path: Any, mint: Any, mode: str
+) -> None:
+    """GKE Ingress reaches an HTTP/2 backend only over TLS (and does not verify its certificate)."""
+    from cryptography import x509
+
+    from proxy.grpc.tls import self_signed
+
+    stub, upstream, up_port = await start_stub()
+    key_pem, cert_pem = self_signed("ray-iap-client.test")
+    if mode == "files":
+        (tmp_path / "tls.key").write_bytes(key_pem)
+        (tmp_path / "tls.crt").write_bytes(cert_pem)
+        tls = "client_tls:\n  cert_file: tls.crt\n  key_file: tls.key\n"
+    else:
+        tls = "client_tls:\n  self_signed: true\n"
+    http = await make_client(
+        f"client_listen: 127.0.0.1:{free_port()}\nclient_upstream: 127.0.0.1:{up_port}\n{tls}"
+    )
+    settings = settings_mod.load(tmp_path / "proxy.yaml")
+    listener = await start_client_listener(settings, http.server.app[PROXY])
+    assert listener is not None
+    try:
+        address = f"127.0.0.1:{listener.port}"
+        served = ssl_certificate(address)
+        if mode == "files":
+            assert served == x509.load_pem_x509_certificate(cert_pem)
+        trust = cert_pem if mode == "files" else served.public_bytes(serialization.Encoding.PEM)
+        name = "ray-iap-client.test" if mode == "files" else "ray-iap-proxy"
+        creds = grpc.ssl_channel_credentials(root_certificates=trust)
+        options = (*GRPC_OPTIONS, ("grpc.ssl_target_name_override", name))
+        async with aio.secure_channel(address, creds, options=options) as channel:
+            call = channel.unary_unary(SCHEDULE, request_serializer=None, response_deserializer=None)
+            md = (("client_id", "c1"), ("x-goog-iap-jwt-assertion", mint(ROOT)))
+            assert json.loads(await call(b"", metadata=md))
+        async with aio.insecure_channel(address, options=GRPC_OPTIONS) as plain:  # no plaintext on a TLS port
+            call = plain.unary_unary(SCHEDULE, request_serializer=None, response_deserializer=None)
+            with pytest.raises(aio.AioRpcError) as err:
+                await call(b"", metadata=md, timeout=5)
+            assert err.value.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+    finally:
+        await listener.stop(0)
+        await upstream.stop(0)
+    assert len(stub.seen) == 1
+
+
+def ssl_certificate(address: str) -> Any:
+    """The certificate a TLS server at `address` presents (fetched without verifying it)."""
+    import ssl
+
+    from cryptography import x509
+
+    host, _, port = address.rpartition(":")
+    pem = ssl.get_server_certificate((host, int(port)))
+    return x509.load_pem_x509_certificate(pem.encode())

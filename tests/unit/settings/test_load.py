@@ -180,3 +180,22 @@ def test_upstream_with_a_query_or_fragment_is_refused(tmp_path: Path, upstream: 
     """Ray would see another path than the one classified."""
     with pytest.raises(ConfigError, match="upstream: .* must be http://HOST:PORT"):
         load(write(tmp_path, GOOD.replace("http://127.0.0.1:18265", upstream)))
+
+
+@pytest.mark.parametrize(
+    "tls, message",
+    [
+        ("{}", "client_tls: {} needs either self_signed: true or cert_file and key_file"),
+        ("{cert_file: c.pem}", "needs both cert_file and key_file"),
+        ("{self_signed: true, cert_file: c.pem, key_file: k.pem}", "needs either self_signed"),
+    ],
+)
+def test_client_tls_takes_one_way(tmp_path: Path, tls: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load(write(tmp_path, GOOD + f"    client_tls: {tls}\n"))
+    assert any(message in p for p in err.value.problems), err.value.problems
+
+
+def test_client_tls_files_are_relative_to_the_config(tmp_path: Path) -> None:
+    cfg = load(write(tmp_path, GOOD + "    client_tls: {cert_file: c.pem, key_file: k.pem}\n"))
+    assert cfg.client_tls is not None and cfg.client_tls.cert_file == tmp_path / "c.pem"
