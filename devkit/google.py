@@ -5,36 +5,19 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from jwt.algorithms import RSAAlgorithm
+
+from proxy import dev
 
 ISSUER = "https://accounts.google.com"
 
 
 def rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
-
-
-def key_id(key: rsa.RSAPrivateKey) -> str:
-    der = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return hashlib.sha1(der).hexdigest()  # Google's kids are 40 hex digits  # noqa: S324 - an id
-
-
-def jwks(*keys: rsa.RSAPrivateKey) -> dict[str, Any]:
-    out = []
-    for key in keys:
-        jwk = json.loads(RSAAlgorithm.to_jwk(key.public_key()))
-        jwk.update(kid=key_id(key), alg="RS256", use="sig")
-        out.append(jwk)
-    return {"keys": out}
 
 
 def mint_id_token(
@@ -66,4 +49,8 @@ def mint_id_token(
     if hd:
         payload["hd"] = hd
     payload.update(claims or {})
-    return jwt.encode(payload, key, algorithm="RS256", headers={"kid": key_id(key), **(headers or {})})
+    return jwt.encode(payload, key, algorithm="RS256", headers={"kid": dev.key_id(key), **(headers or {})})
+
+
+def jwks(*keys: rsa.RSAPrivateKey) -> dict[str, Any]:
+    return dev.jwks(*keys)

@@ -6,9 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from devkit import google
 from proxy import dev
 
 
@@ -26,10 +24,7 @@ class KeyServer:
             self.fetches += 1
             if self.fail:
                 return web.Response(status=503, text="down")
-            ec_keys = [k for k in self.keys if isinstance(k, ec.EllipticCurvePrivateKey)]
-            rsa_keys = [k for k in self.keys if isinstance(k, rsa.RSAPrivateKey)]
-            doc = {"keys": dev.jwks(*ec_keys)["keys"] + google.jwks(*rsa_keys)["keys"]}
-            return web.json_response(doc)
+            return web.json_response(dev.jwks(*self.keys))
 
         app = web.Application()
         app.router.add_get("/jwks.json", jwks)

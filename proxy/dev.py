@@ -21,8 +21,8 @@ import jwt
 from aiohttp import web
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from jwt.algorithms import ECAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from yarl import URL
 
 from .errors import UpstreamError
@@ -67,18 +67,26 @@ def load_key(path: Path) -> ec.EllipticCurvePrivateKey:
     return key
 
 
-def key_id(key: ec.EllipticCurvePrivateKey) -> str:
+SigningKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+def key_id(key: SigningKey) -> str:
     der = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     return base64.urlsafe_b64encode(hashlib.sha256(der).digest()[:12]).decode().rstrip("=")
 
 
-def jwks(*keys: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
+def jwks(*keys: SigningKey) -> dict[str, Any]:
+    """The public key set of `keys`: P-256 keys as IAP publishes them (ES256), RSA keys as Google's
+    OAuth key set does (RS256)."""
     out = []
     for key in keys:
-        jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
-        jwk.update(kid=key_id(key), alg="ES256", use="sig")
+        if isinstance(key, rsa.RSAPrivateKey):
+            jwk, alg = json.loads(RSAAlgorithm.to_jwk(key.public_key())), "RS256"
+        else:
+            jwk, alg = json.loads(ECAlgorithm.to_jwk(key.public_key())), "ES256"
+        jwk.update(kid=key_id(key), alg=alg, use="sig")
         out.append(jwk)
     return {"keys": out}
 

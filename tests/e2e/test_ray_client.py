@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -25,12 +22,12 @@ import grpc
 import pytest
 
 from devkit import google
+from devkit.drivers import RAY_START_FLAKE, finish, run_to_end, shown, start_driver, wait_for_line
 from devkit.ports import free_port
 from devkit.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
-DRIVER_TIMEOUT_S = 60.0
 AUD = "https://ray-team-a.example.com"
 CLUSTER_INFO = "/ray.rpc.RayletDriver/ClusterInfo"
 DATAPATH = "/ray.rpc.RayletDataStreamer/Datapath"
@@ -47,10 +44,6 @@ POLICY = textwrap.dedent(f"""\
         role: viewer
         members: ["user:bob@example.com"]
 """)
-# Ray 2.60's proxier now and then fails to start the per-client server on this busy 2-core machine
-# (seen as often when ray.init connects to Ray directly, without the proxy): such a driver gets one
-# more try.
-RAY_START_FLAKE = "Starting Ray client server failed"
 
 
 class KeySet:
@@ -104,52 +97,6 @@ def iap(stack: Stack, email: str) -> list[list[str]]:
 
 def id_token(keys: KeySet, email: str) -> list[list[str]]:
     return [["authorization", f"Bearer {google.mint_id_token(keys.key, email, AUD)}"]]
-
-
-def driver_env() -> dict[str, str]:
-    scrub = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
-    env = {k: v for k, v in os.environ.items() if k not in scrub}
-    env["PYTHONUNBUFFERED"] = "1"
-    # No test here reconnects, and Ray's proxier holds even a failed session start for the client's
-    # grace period (default 30 s) before it answers: keep a RAY_START_FLAKE retry short.
-    env["RAY_CLIENT_RECONNECT_GRACE_PERIOD"] = "5"
-    return env
-
-
-def start_driver(tmp: Path, body: str, *args: str) -> subprocess.Popen[str]:
-    script = tmp / f"driver_{time.monotonic_ns()}.py"
-    script.write_text(textwrap.dedent(body))
-    return subprocess.Popen(
-        [sys.executable, str(script), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=driver_env(),
-        cwd=tmp,
-    )
-
-
-def finish(proc: subprocess.Popen[str], stdin: str = "") -> str:
-    try:
-        out, _ = proc.communicate(stdin or None, timeout=DRIVER_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate(timeout=10)
-        pytest.fail(f"driver did not end within {DRIVER_TIMEOUT_S:.0f} s:\n{out[-3000:]}")
-    return out
-
-
-def run_to_end(tmp: Path, body: str, *args: str) -> str:
-    for _ in range(2):
-        out = finish(start_driver(tmp, body, *args))
-        if RAY_START_FLAKE not in out:
-            break
-    return out
-
-
-def shown(out: str) -> str:
-    return out if len(out) < 8000 else out[:4000] + "\n[...]\n" + out[-4000:]
 
 
 def grpc_records(stack: Stack, principal: str) -> list[dict[str, Any]]:
@@ -257,28 +204,6 @@ ALICE_STAYS = """\
     print("AFTER", ray.get(still.remote()), flush=True)
     ray.shutdown()
 """
-
-
-def wait_for_line(proc: subprocess.Popen[str], prefix: str) -> tuple[str | None, str]:
-    """(the first stdout line starting with `prefix`, or None if the driver ended first; its output)."""
-    seen: list[str] = []
-    found: list[str | None] = []
-
-    def reader() -> None:
-        for _ in range(10_000):
-            line = proc.stdout.readline() if proc.stdout else ""
-            seen.append(line)
-            if not line or line.startswith(prefix):
-                found.append(line.strip() or None)
-                return
-
-    t = threading.Thread(target=reader, daemon=True)
-    t.start()
-    t.join(DRIVER_TIMEOUT_S)
-    if not found:
-        proc.kill()
-        pytest.fail(f"driver printed no {prefix!r} line within {DRIVER_TIMEOUT_S:.0f} s:\n{''.join(seen)}")
-    return found[0], "".join(seen)
 
 
 def test_another_identity_cannot_take_a_live_session(stack: Stack, tmp_path: Path) -> None:

@@ -23,8 +23,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
-import textwrap
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +32,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from devkit.drivers import start_driver
 from devkit.rayhead import RayHead
 from proxy.grpc.listener import CallAdmission, CallRecord, start_grpc_listener
 from proxy.upstream.grpc import Metadata, upstream_metadata
@@ -43,7 +42,6 @@ pytestmark = [
     pytest.mark.skipif(not os.environ.get("MEASURE_RAY_CLIENT_CODES"), reason="opt-in measurement, ~4 min"),
 ]
 
-DRIVER_TIMEOUT_S = 60.0
 CLUSTER_INFO = "/ray.rpc.RayletDriver/ClusterInfo"
 
 
@@ -65,40 +63,6 @@ def front() -> Iterator[Front]:
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout=10)
             loop.close()
-
-
-def driver_env() -> dict[str, str]:
-    scrub = ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")
-    env = {k: v for k, v in os.environ.items() if k not in scrub}
-    env["PYTHONUNBUFFERED"] = "1"
-    # No test here reconnects, and Ray's proxier holds even a failed session start for the client's
-    # grace period (default 30 s) before it answers: keep a RAY_START_FLAKE retry short.
-    env["RAY_CLIENT_RECONNECT_GRACE_PERIOD"] = "5"
-    return env
-
-
-def start_driver(tmp: Path, body: str, *args: str) -> subprocess.Popen[str]:
-    script = tmp / f"driver_{time.monotonic_ns()}.py"
-    script.write_text(textwrap.dedent(body))
-    return subprocess.Popen(
-        [sys.executable, str(script), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=driver_env(),
-        cwd=tmp,
-    )
-
-
-def finish(proc: subprocess.Popen[str], stdin: str = "") -> str:
-    try:
-        out, _ = proc.communicate(stdin or None, timeout=DRIVER_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, _ = proc.communicate(timeout=10)
-        pytest.fail(f"driver did not end within {DRIVER_TIMEOUT_S:.0f} s:\n{out[-3000:]}")
-    return out
 
 
 REFUSED = """\
