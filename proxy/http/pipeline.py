@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from ..auth.extract import credentials
 from ..auth.providers.iap import IapProvider
 from ..authz.csrf import BrowserFacts, Origin
 from ..errors import Kind, ProxyError, UpstreamError
+from ..ids import request_id
 from ..jobs.service import Jobs
 from ..model import Action, RequestContext, Route, Transport, Verdict
 from ..telemetry import Telemetry
@@ -67,7 +67,7 @@ def begin(
     """The request's context and span (None when not tracing): ids first, everything else filled in
     as the request goes."""
     ctx = RequestContext(
-        request_id=secrets.token_hex(16),
+        request_id=request_id(),  # no system call per request (proxy/ids.py)
         method=method,
         target=target,
         remote=request.remote or "",
