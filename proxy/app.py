@@ -32,6 +32,7 @@ from .telemetry.project import resolve_project
 from .telemetry.writer import AccessWriter
 from .upstream.pool_upstream import make_upstream
 from .upstream.ray_token import RayToken
+from .workers import tune_gc
 
 log = logging.getLogger("ray_iap_proxy")
 SOURCES = web.AppKey("policy_sources", PolicySources)  # for metrics: reloads, reviews, cache counters
@@ -212,6 +213,7 @@ async def _serve(settings: Settings, ready: Callable[[], Awaitable[None]] | None
         )
         if ready is not None:
             await ready()
+        tune_gc()  # start-up is done: its heap frozen, the young generation collected less often
         await stop.wait()
         log.info("shutting down: no new connections; grace period %g s", settings.shutdown_grace_seconds)
     finally:
