@@ -32,7 +32,7 @@ from .telemetry.project import resolve_project
 from .telemetry.writer import AccessWriter
 from .upstream.pool_upstream import make_upstream
 from .upstream.ray_token import RayToken
-from .workers import tune_gc
+from .workers import Worker, tune_gc
 
 log = logging.getLogger("ray_iap_proxy")
 SOURCES = web.AppKey("policy_sources", PolicySources)  # for metrics: reloads, reviews, cache counters
@@ -171,11 +171,15 @@ def runner_args(settings: Settings) -> dict[str, Any]:
     }
 
 
-def serve(settings: Settings, ready: Callable[[], Awaitable[None]] | None = None) -> None:
+def serve(
+    settings: Settings, ready: Callable[[], Awaitable[None]] | None = None, worker: Worker | None = None
+) -> None:
     """Run until SIGTERM/SIGINT; then stop accepting, let in-flight requests and streams finish for
-    `shutdown_grace_seconds`, cut what is left, and return (exit 0)."""
+    `shutdown_grace_seconds`, cut what is left, and return (exit 0). As one of a supervisor's
+    `worker`s: the port shared (SO_REUSEPORT), the Ray Client listener in worker 0 only, metrics on
+    the supervisor's socket (proxy/workers.py)."""
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-        runner.run(_serve(settings, ready))
+        runner.run(_serve(settings, ready, worker))
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -187,7 +191,9 @@ def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-async def _serve(settings: Settings, ready: Callable[[], Awaitable[None]] | None) -> None:
+async def _serve(
+    settings: Settings, ready: Callable[[], Awaitable[None]] | None, worker: Worker | None = None
+) -> None:
     app = build_app(settings)
     runner = ProxyRunner(app, **runner_args(settings))
     stop = asyncio.Event()
@@ -198,18 +204,24 @@ async def _serve(settings: Settings, ready: Callable[[], Awaitable[None]] | None
     metrics: web.AppRunner | None = None
     client: Listener | None = None
     try:
-        await web.TCPSite(runner, settings.listen.host, settings.listen.port).start()
-        client = await start_client_listener(settings, app[PROXY])
+        listen = settings.listen
+        await web.TCPSite(runner, listen.host, listen.port, reuse_port=worker is not None).start()
+        if worker is None or worker.index == 0:
+            client = await start_client_listener(settings, app[PROXY])
         if settings.metrics_listen is not None:
             metrics = web.AppRunner(metrics_app(app, runner), access_log=None)
             await metrics.setup()
-            await web.TCPSite(metrics, settings.metrics_listen.host, settings.metrics_listen.port).start()
+            if worker is not None and worker.metrics_socket:  # the supervisor serves metrics_listen
+                await web.UnixSite(metrics, worker.metrics_socket).start()
+            else:
+                await web.TCPSite(metrics, settings.metrics_listen.host, settings.metrics_listen.port).start()
         log.info(
-            "ray-iap-proxy listening on %s, tenant %s, upstream %s%s",
+            "ray-iap-proxy listening on %s, tenant %s, upstream %s%s%s",
             settings.listen,
             settings.tenant,
             settings.upstream,
             f", metrics on {settings.metrics_listen}" if settings.metrics_listen else "",
+            f" ({worker})" if worker is not None else "",
         )
         if ready is not None:
             await ready()

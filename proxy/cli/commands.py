@@ -6,6 +6,7 @@ import argparse
 import errno
 import json
 import logging
+import os
 import sys
 
 from ..authz.routes import RAY_ROUTES, RAY_VERSION
@@ -40,6 +41,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="application logs on stderr: json (severity, message, time) for Cloud Logging, text for a "
         "person; auto: text on a terminal, json otherwise",
     )
+    s.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="proxy processes sharing the port, under one supervisor (default: `workers` in the config)",
+    )
     s.set_defaults(func=serve)
 
     s = add_parser(
@@ -67,6 +74,7 @@ def serve(args: argparse.Namespace) -> int:
     from ..app import serve as run
     from ..telemetry.logs import setup_logging
     from ..upstream.ray_token import RayToken
+    from ..workers import Worker, die_with_supervisor, supervise
 
     setup_logging(getattr(logging, args.log_level.upper()), args.log_format)
     settings, policy = load(args.config)
@@ -77,10 +85,23 @@ def serve(args: argparse.Namespace) -> int:
         raise CliError(
             f"ray_token_file: {str(settings.ray_token_file)!r} cannot be used ({why})", EXIT_CONFIG
         ) from None
-    for warning in checks.warnings(settings, policy):
-        log.warning("%s: %s", args.config, warning)
+    worker = Worker.from_environ(os.environ)
+    if worker is None:  # the supervisor (or the only process) says it once
+        for warning in checks.warnings(settings, policy):
+            log.warning("%s: %s", args.config, warning)
+    count = settings.workers if args.workers is None else args.workers
+    if worker is None and not 1 <= count <= 64:
+        raise CliError(f"--workers: {count} is not between 1 and 64", EXIT_CONFIG)
+    if worker is None and count > 1:
+        argv = [sys.executable, "-m", "proxy", "serve", "--config", str(args.config)]
+        argv += ["--log-level", args.log_level, "--log-format", args.log_format]
+        where = settings.metrics_listen
+        metrics = (where.host, where.port) if where is not None else None
+        return supervise(argv, count, settings.shutdown_grace_seconds, metrics)
+    if worker is not None:
+        die_with_supervisor()
     try:
-        run(settings)
+        run(settings, worker=worker)
     except ConfigError as exc:  # the OTEL_* environment, read when the app is built
         raise CliError("; ".join(exc.problems), EXIT_CONFIG) from None
     except OSError as exc:

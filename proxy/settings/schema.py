@@ -78,6 +78,15 @@ class Settings(Section):
         low=0,
         high=3600,
     )
+    workers: Int = setting(
+        1,
+        "proxy processes sharing `listen` (SO_REUSEPORT), each with its own key and token caches, under "
+        "one supervisor that drains them on SIGTERM and restarts one that crashes. One per CPU core of "
+        "the sidecar: raise its CPU request and this together (docs/operations.md). The Ray Client "
+        "listener runs in the first worker only. `serve --workers N` overrides it.",
+        low=1,
+        high=64,
+    )
     metrics_listen: ListenAddress | None = setting(
         None,
         "`HOST:PORT` of a separate listener serving Prometheus text at `/metrics` (counts and states "
