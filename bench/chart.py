@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from bench.chart_targets import targets_height, targets_panel
 from bench.report import fmt_ms
 
 COLORS = {"direct": "#9e9e9e", "proxy": "#1f77b4", "apache": "#d62728"}
@@ -24,13 +25,14 @@ def svg_chart(result: dict[str, Any]) -> str:
     lookup = {(p["target"], p["mode"], p["concurrency"]): p for p in pts}
     W, H, top, bottom, left = 980, 400, 56, 70, 64
     panel_w = (W - 2 * left - 60) / 2
+    total = H + targets_height(result)
     out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{total}" viewBox="0 0 {W} {total}" '
         'font-family="DejaVu Sans, Arial, sans-serif" font-size="12">',
         '<defs><pattern id="hatch" width="6" height="6" patternUnits="userSpaceOnUse" '
         'patternTransform="rotate(45)"><rect width="6" height="6" fill="white"/>'
         '<line x1="0" y1="0" x2="0" y2="6" stroke="black" stroke-width="2" opacity="0.35"/></pattern></defs>',
-        f'<rect width="{W}" height="{H}" fill="white"/>',
+        f'<rect width="{W}" height="{total}" fill="white"/>',
         f'<text x="{W / 2}" y="22" text-anchor="middle" font-size="15" font-weight="bold">'
         f"ray-iap-proxy vs direct and Apache+mod_oauth2 — GET /api/version (~128 B), 1 core each</text>",
     ]
@@ -110,5 +112,6 @@ def svg_chart(result: dict[str, Any]) -> str:
         label = t + suffix
         out.append(f'<text x="{lx + 19}" y="{H - 19}">{label}</text>')
         lx += 30 + 7 * len(label)
+    out += targets_panel(result, H, W)
     out.append("</svg>")
     return "\n".join(out) + "\n"

@@ -12,21 +12,25 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from bench.bulk import bulk
 from bench.chart import svg_chart
+from bench.idle_ws import idle_websockets
 from bench.micro import micro
 from bench.peers import apache_peer, write_proxy_config
 from bench.procs import Processes, autogroup_nice, http_get, pin, wait_until_ok
 from bench.profiling import profile_proxy
 from bench.report import markdown, print_table
+from bench.scaling import ray_point, workers_point
 from bench.settings import (
     AUDIENCE,
     BULK_SECONDS,
     CONCURRENCY,
     EMAIL,
+    GIB_BYTES,
     IMG,
     KEEP,
     LOAD_CORE,
@@ -34,6 +38,7 @@ from bench.settings import (
     NICE,
     PROFILE,
     PY,
+    RAY,
     RAY_TOKEN,
     RESULTS,
     SECONDS,
@@ -42,8 +47,12 @@ from bench.settings import (
     TARGETS,
     TOKEN_HEADER,
     WARMUP,
+    WEBSOCKETS,
+    WORKERS,
     log,
 )
+from bench.streams import expect_continue, gib_stream
+from bench.targets import evaluate
 from bench.tokens import TokenPool
 from bench.wrk import Target, measure
 from devkit.ports import free_ports
@@ -73,10 +82,14 @@ def machine() -> dict[str, Any]:
             text = subprocess.run(argv, capture_output=True, text=True, timeout=5).stdout
             info[key] = text.splitlines()[0] if text else ""
     import aiohttp
+    import httptools
+    import uvloop
 
     info["python"] = sys.version.split()[0]
     info["aiohttp"] = aiohttp.__version__
-    info["event_loop"] = "asyncio (uvloop not used)"
+    info["httptools"] = httptools.__version__
+    # the proxy runs on uvloop (proxy/app.py `_loop_factory`), and so does the stub (bench/upstream.py)
+    info["event_loop"] = f"uvloop {uvloop.__version__} (proxy and stub)"
     return info
 
 
@@ -131,10 +144,14 @@ def main() -> int:
         hot = dev.mint(key, EMAIL, AUDIENCE, lifetime=600)
         pool = TokenPool(pem, hot)
 
-        stub_port, jwks_port, proxy_port, apache_port = free_ports(4)
+        def fresh_hot() -> str:  # IAP's tokens live 10 minutes; the later stages get a new one
+            return dev.mint(key, EMAIL, AUDIENCE, lifetime=600)
+
+        stub_port, jwks_port, fast_port, proxy_port, apache_port = free_ports(5)
         upstream, jwks_url = f"http://127.0.0.1:{stub_port}", f"http://127.0.0.1:{jwks_port}/jwks.json"
         stub_argv = [PY, "-m", "bench.upstream", "--port", str(stub_port), "--jwks-port", str(jwks_port)]
         stub_argv += ["--jwks-file", str(run_dir / "jwks.json"), "--ray-token", RAY_TOKEN]
+        stub_argv += ["--fast-port", str(fast_port)]
         stub = procs.start("stub", stub_argv, run_dir / "stub.log")
         wait_until_ok(upstream + "/_bench/stats", "stub", stub)
         targets: dict[str, Target] = {}
@@ -158,20 +175,24 @@ def main() -> int:
                 targets["apache"] = apache
             result["checks"] = sanity(targets, upstream, hot)
             result["points"] = measure(targets, stub.pid, hot, pool, run_dir)
-            if PROFILE and "proxy" in targets:
-                pin(stub.pid, LOAD_CORE)
-                result["profile"] = profile_proxy(targets["proxy"], hot, run_dir)
-                for f, pct in result["profile"].get("self_pct", [])[:15]:
-                    log(f"profile self {pct:5.1f}%  {f}")
-            result["bulk"] = {}
-            for name, t in targets.items():
-                pin(stub.pid, SUT_CORE if name == "direct" else LOAD_CORE)
-                result["bulk"][name] = asyncio.run(bulk(t.url, hot))
-                log(f"bulk {name}: {result['bulk'][name]}")
             pin(stub.pid, LOAD_CORE)
+            if PROFILE and "proxy" in targets:
+                result["profile"] = profile_proxy(targets["proxy"], hot, run_dir)
+                for f, pct in result["profile"].get("split_pct", []):
+                    log(f"profile {pct:5.1f}%  {f}")
+            hot = fresh_hot()
+            others(result, targets, stub.pid, hot, run_dir)
             result["micro"] = micro(jwks, pool)
-            stats = json.loads(http_get(upstream + "/_bench/stats")[1])
-            result["stub_stats"] = stats
+            result["stub_stats"] = json.loads(http_get(upstream + "/_bench/stats")[1])
+        for name in ("proxy",):
+            procs.stop_one(name)  # the machine to the last two points
+        if WORKERS and "proxy" in TARGETS:
+            result["workers"] = workers_point(
+                run_dir, procs, f"http://127.0.0.1:{fast_port}", jwks_url, fresh_hot()
+            )
+        if RAY and "proxy" in TARGETS:
+            result["ray"] = guarded("real Ray", lambda: ray_point(run_dir, procs, jwks_url, fresh_hot()))
+        result["targets"] = evaluate(result)
         result["duration_s"] = round(time.monotonic() - started, 1)
         result["machine"]["loadavg_at_end"] = Path("/proc/loadavg").read_text().split()[:3]
     finally:
@@ -197,24 +218,55 @@ def main() -> int:
     return 0
 
 
+def guarded(what: str, measure_it: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """A point that needs more than this script controls (a real Ray head): its failure is reported,
+    not fatal."""
+    try:
+        return measure_it()
+    except Exception as exc:  # noqa: BLE001 - reported in the results
+        log(f"{what} point failed: {type(exc).__name__}: {exc}")
+        return {"error": f"{type(exc).__name__}: {str(exc)[:300]}"}
+
+
+def others(result: dict[str, Any], targets: dict[str, Target], stub: int, hot: str, run_dir: Path) -> None:
+    """Everything but the wrk points: bulk transfers, 1 GiB streams, Expect, idle WebSockets."""
+    result["bulk"], result["streams"], result["expect"] = {}, {}, {}
+    for name, t in targets.items():
+        pin(stub, SUT_CORE if name == "direct" else LOAD_CORE)
+        result["bulk"][name] = asyncio.run(bulk(t.url, hot))
+        log(f"bulk {name}: {result['bulk'][name]}")
+        if name != "apache":  # Apache's LimitRequestBody is 1 GiB: the peer is not the point here
+            pid = stub if name == "direct" else t.pids()[0]
+            result["streams"][name] = gib_stream(t.url, hot, pid, GIB_BYTES)
+            log(f"1 GiB streams {name}: {result['streams'][name]}")
+        result["expect"][name] = guarded(f"Expect via {name}", lambda t=t: expect_continue(t.url, hot))
+        log(f"Expect: 100-continue {name}: {result['expect'][name]}")
+    pin(stub, LOAD_CORE)
+    if "proxy" in targets and WEBSOCKETS:
+        proxy = targets["proxy"]
+        result["websockets"] = asyncio.run(idle_websockets(proxy.url, hot, proxy.pids()[0], WEBSOCKETS))
+        log(f"idle WebSockets: {result['websockets']}")
+
+
 def sanity(targets: dict[str, Target], upstream: str, hot: str) -> dict[str, Any]:
     """Every target answers the stub's bytes for the hot token; the authenticating ones refuse without
-    one; the proxy hands Ray its token."""
+    one; the proxy (when measured) hands Ray its token."""
     from bench.upstream import VERSION_BODY
 
     checks: dict[str, Any] = {"body_bytes": len(VERSION_BODY)}
-    before = json.loads(http_get(upstream + "/_bench/stats")[1])
     for name, t in targets.items():
+        before = json.loads(http_get(upstream + "/_bench/stats")[1])
         status, body = http_get(t.url + SMALL_PATH, {TOKEN_HEADER: hot})
         if status != 200 or body != VERSION_BODY:
             raise RuntimeError(f"{name}: GET {SMALL_PATH} answered {status} {body[:200]!r}")
+        after = json.loads(http_get(upstream + "/_bench/stats")[1])
         if name != "direct":
             status, _ = http_get(t.url + SMALL_PATH)
             if status != 401:
                 raise RuntimeError(f"{name}: a request without a token answered {status}, not 401")
         checks[name] = "200 with token" + ("" if name == "direct" else ", 401 without")
-    after = json.loads(http_get(upstream + "/_bench/stats")[1])
-    if "proxy" in targets and after["with_ray_token"] - before["with_ray_token"] != 1:
-        raise RuntimeError("the proxy did not hand Ray its token")
-    checks["ray_token_injected_by_proxy"] = True
+        if name == "proxy":
+            if after["with_ray_token"] - before["with_ray_token"] != 1:
+                raise RuntimeError("the proxy did not hand Ray its token")
+            checks["ray_token_injected_by_proxy"] = True
     return checks

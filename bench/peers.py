@@ -71,19 +71,23 @@ def apache_peer(run_dir: Path, listen_port: int, upstream: str, jwks_url: str) -
                         os.kill(p, signal.SIGKILL)
 
 
-def write_proxy_config(run_dir: Path, port: int, upstream: str, jwks_url: str) -> Path:
+def write_proxy_config(
+    run_dir: Path, port: int, upstream: str, jwks_url: str, *, name: str = "proxy", ray_token: str = RAY_TOKEN
+) -> Path:
+    """The proxy's config (`name`.yaml in `run_dir`): the default limits except a body limit that
+    lets the 1 GiB upload through; the policy grants the bench identity what every point asks."""
     (run_dir / "policy.yaml").write_text(
         textwrap.dedent(f"""\
         roles:
-          bench: [view, submit]
+          bench: [view, submit, logs]
         bindings:
           - tenant: {TENANT}
             role: bench
             members: ["user:{EMAIL}"]
         """)
     )
-    (run_dir / "ray_token").write_text(RAY_TOKEN + "\n")
-    cfg = run_dir / "proxy.yaml"
+    (run_dir / f"{name}.ray_token").write_text(ray_token + "\n")
+    cfg = run_dir / f"{name}.yaml"
     cfg.write_text(
         textwrap.dedent(f"""\
         listen: 127.0.0.1:{port}
@@ -93,7 +97,9 @@ def write_proxy_config(run_dir: Path, port: int, upstream: str, jwks_url: str) -
           audiences: ["{AUDIENCE}"]
           jwks_url: {jwks_url}
         policy_file: policy.yaml
-        ray_token_file: ray_token
+        ray_token_file: {name}.ray_token
+        limits:
+          max_body_bytes: {2 << 30}
         """)
     )
     return cfg

@@ -46,15 +46,24 @@ class Processes:
 
     def stop_all(self) -> None:
         for s in reversed(self.started):
-            if s.proc.poll() is None:
-                os.kill(s.proc.pid, signal.SIGTERM)
-                try:
-                    s.proc.wait(timeout=15)
-                except subprocess.TimeoutExpired:
-                    log(f"{s.name} (pid {s.proc.pid}) ignored SIGTERM for 15 s: SIGKILL")
-                    os.kill(s.proc.pid, signal.SIGKILL)
-                    s.proc.wait(timeout=5)
+            self._stop(s)
         self.started.clear()
+
+    def stop_one(self, name: str) -> None:
+        for s in [s for s in self.started if s.name == name]:
+            self._stop(s)
+            self.started.remove(s)
+
+    @staticmethod
+    def _stop(s: Started) -> None:
+        if s.proc.poll() is None:
+            os.kill(s.proc.pid, signal.SIGTERM)
+            try:
+                s.proc.wait(timeout=40)  # a supervisor waits for its workers' grace period
+            except subprocess.TimeoutExpired:
+                log(f"{s.name} (pid {s.proc.pid}) ignored SIGTERM for 40 s: SIGKILL")
+                os.kill(s.proc.pid, signal.SIGKILL)
+                s.proc.wait(timeout=5)
 
 
 def wait_until_ok(url: str, what: str, proc: subprocess.Popen[bytes] | None, seconds: float = 20) -> None:

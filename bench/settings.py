@@ -40,7 +40,11 @@ MISS_CONCURRENCY = [int(c) for c in env_list("BENCH_MISS_CONCURRENCY", "1,32")]
 WARMUP = env_int("BENCH_WARMUP", 1)
 BULK_SECONDS = env_int("BENCH_BULK_SECONDS", 3)
 TARGETS = env_list("BENCH_TARGETS", "direct,proxy,apache")
-PROFILE = os.environ.get("BENCH_PROFILE") == "1"
+PROFILE = os.environ.get("BENCH_PROFILE", "1") == "1"
+GIB_BYTES = env_int("BENCH_STREAM_MIB", 1024) << 20  # the streamed GET and PUT
+WEBSOCKETS = env_int("BENCH_WEBSOCKETS", 1000)  # idle WebSockets through the proxy (0: skip)
+WORKERS = os.environ.get("BENCH_WORKERS", "1") == "1"  # the --workers 1 vs 2 point
+RAY = os.environ.get("BENCH_RAY", "1") == "1"  # the real Ray head point
 NICE = env_int("BENCH_NICE", -10 if os.geteuid() == 0 else 0)
 KEEP = os.environ.get("BENCH_KEEP") == "1"
 

@@ -1,17 +1,23 @@
 """The loopback stand-in for the Ray dashboard that `make bench` measures against, run as its own process.
 
-    python -m bench.upstream --port 18265 --jwks-port 18266 --jwks-file jwks.json --ray-token T
+    python -m bench.upstream --port 18265 --jwks-port 18266 --jwks-file jwks.json --ray-token T \
+        [--fast-port 18267]
 
-Routes (all answered from memory, no access log):
+Routes (all answered from memory, no access log), on aiohttp with uvloop:
 
     GET /api/version                    a Ray-shaped JSON answer of about 128 bytes
-    GET /static/{name}                  DOWNLOAD_BYTES (1 MiB), streamed in 64 KiB chunks
+    GET /static/{name}                  DOWNLOAD_BYTES (1 MiB), streamed in 64 KiB chunks; with
+                                        `?bytes=N`, N bytes in 1 MiB writes (the 1 GiB stream)
     PUT /api/packages/{proto}/{name}    reads and discards the body; answers {"bytes": n}
+    GET /api/jobs/{id}/logs/tail        a WebSocket that stays open and quiet (the idle-WebSocket point)
     GET /api/gcs_healthz                "success" (the proxy's readiness probe)
     GET /_bench/stats                   counters: requests, how many carried Ray's token, key set fetches
 
-and, on --jwks-port, `GET /jwks.json`: the key set from --jwks-file, for the proxy's and Apache's
-production fetch paths. It prints `ready` on stdout once both listeners are up and stops on SIGTERM.
+on --jwks-port, `GET /jwks.json`: the key set from --jwks-file, for the proxy's and Apache's
+production fetch paths; and on --fast-port a canned answer to every request, written by a bare
+asyncio protocol (no HTTP parsing beyond counting request heads), so that an upstream costs next to
+nothing where the proxy's own scaling is measured (`--workers`). It prints `ready` on stdout once the
+listeners are up and stops on SIGTERM.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from pathlib import Path
 from aiohttp import web
 
 CHUNK = 64 * 1024
+BIG_CHUNK = 1024 * 1024
 DOWNLOAD_BYTES = 1024 * 1024
 VERSION_BODY = json.dumps(
     {
@@ -38,10 +45,32 @@ VERSION_BODY = json.dumps(
 ).encode()
 
 
+CANNED = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(VERSION_BODY)
+    + VERSION_BODY
+)
+
+
+class Canned(asyncio.Protocol):
+    """One canned answer per request head received (GETs without bodies only)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.tail = b""
+
+    def data_received(self, data: bytes) -> None:
+        data = self.tail + data
+        n = data.count(b"\r\n\r\n")
+        self.tail = data[data.rfind(b"\r\n\r\n") + 4 :] if n else data[-3:]
+        if n:
+            self.transport.write(CANNED * n)  # type: ignore[attr-defined]
+
+
 def stub_app(ray_token: str | None, stats: dict[str, int]) -> web.Application:
-    stats.update(requests=0, with_ray_token=0, bytes_in=0, bytes_out=0)
+    stats.update(requests=0, with_ray_token=0, bytes_in=0, bytes_out=0, websockets=0)
     expected = f"Bearer {ray_token}" if ray_token else None
     chunk = b"\x5a" * CHUNK
+    big = b"\x5a" * BIG_CHUNK
 
     def count(request: web.Request) -> None:
         stats["requests"] += 1
@@ -55,14 +84,28 @@ def stub_app(ray_token: str | None, stats: dict[str, int]) -> web.Application:
 
     async def static(request: web.Request) -> web.StreamResponse:
         count(request)
+        size = int(request.query.get("bytes", DOWNLOAD_BYTES))
+        piece = chunk if size == DOWNLOAD_BYTES else big
         resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-        resp.content_length = DOWNLOAD_BYTES
+        resp.content_length = size
         await resp.prepare(request)
-        for _ in range(DOWNLOAD_BYTES // CHUNK):
-            await resp.write(chunk)
+        left = size
+        while left:
+            part = piece if left >= len(piece) else piece[:left]
+            await resp.write(part)
+            left -= len(part)
         await resp.write_eof()
-        stats["bytes_out"] += DOWNLOAD_BYTES
+        stats["bytes_out"] += size
         return resp
+
+    async def tail(request: web.Request) -> web.StreamResponse:
+        count(request)
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        stats["websockets"] += 1
+        async for _ in ws:  # quiet until closed
+            pass
+        return ws
 
     async def upload(request: web.Request) -> web.Response:
         count(request)
@@ -86,6 +129,7 @@ def stub_app(ray_token: str | None, stats: dict[str, int]) -> web.Application:
     app.router.add_get("/api/version", version)
     app.router.add_get("/static/{name:.+}", static)
     app.router.add_put("/api/packages/{protocol}/{name}", upload)
+    app.router.add_get("/api/jobs/{job}/logs/tail", tail)
     app.router.add_get("/api/gcs_healthz", healthz)
     app.router.add_get("/_bench/stats", bench_stats)
     return app
@@ -112,8 +156,9 @@ async def main(args: argparse.Namespace) -> None:
     for runner, port in zip(runners, (args.port, args.jwks_port), strict=True):
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    fast = await loop.create_server(Canned, "127.0.0.1", args.fast_port) if args.fast_port else None
+    stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     print("ready", flush=True)
@@ -122,6 +167,8 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         for runner in runners:
             await runner.cleanup()
+        if fast is not None:
+            fast.close()
 
 
 if __name__ == "__main__":
@@ -130,7 +177,11 @@ if __name__ == "__main__":
     p.add_argument("--jwks-port", type=int, required=True)
     p.add_argument("--jwks-file", required=True)
     p.add_argument("--ray-token")
+    p.add_argument("--fast-port", type=int)
     parsed = p.parse_args()
     parsed.jwks = Path(parsed.jwks_file).read_bytes()
-    asyncio.run(main(parsed))
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(main(parsed))
     sys.exit(0)

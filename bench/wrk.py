@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import textwrap
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ from bench.settings import (
     log,
 )
 from bench.tokens import TokenPool
+
+LOAD_SATURATED_PCT = 95.0  # the load core this busy: the point may measure wrk and the stub, not the target
 
 LUA_DONE = """
 local threads = {}
@@ -91,21 +94,34 @@ class Point:
     sut_cpu_pct: float
     core_busy_pct: dict[int, float]
     req_per_cpu_s: float
+    cpu_us_per_req: float = 0.0
+    failed: int = 0  # answers that were errors (4xx/5xx) and sockets that failed: not in `rps`
+    load_saturated: bool = False
     reused_tokens: int = 0
     notes: list[str] = field(default_factory=list)
 
 
 def run_wrk(
-    target: Target, lua: str, concurrency: int, seconds: int, run_dir: Path, raw_name: str | None, mode: str
+    target: Target,
+    lua: str,
+    concurrency: int,
+    seconds: int,
+    run_dir: Path,
+    raw_name: str | None,
+    mode: str,
+    threads: int = 1,
+    cores: int | None = LOAD_CORE,
 ) -> Point:
+    """One wrk run (`cores`: the core wrk is pinned to, None for any)."""
     script = run_dir / f"wrk-{target.name}-{mode}-{concurrency}.lua"
     script.write_text(lua)
-    argv = ["taskset", "-c", str(LOAD_CORE), "wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s"]
+    argv = ["taskset", "-c", str(cores)] if cores is not None else []
+    argv += ["wrk", f"-t{threads}", f"-c{concurrency}", f"-d{seconds}s"]
     argv += ["--timeout", "5s", "-s", str(script), target.url + SMALL_PATH]
     pids = target.pids()
-    cpu0, cores0 = proc_cpu_seconds(pids), core_times()
+    cpu0, cores0, t0 = proc_cpu_seconds(pids), core_times(), time.monotonic()
     done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=False)
-    cpu1, cores1 = proc_cpu_seconds(pids), core_times()
+    cpu1, cores1, lifetime = proc_cpu_seconds(pids), core_times(), time.monotonic() - t0
     if raw_name is not None:
         (RESULTS / f"{raw_name}.raw").write_text(" ".join(argv) + "\n" + done.stdout + done.stderr)
     line = next((ln for ln in done.stdout.splitlines() if ln.startswith("BENCH_JSON ")), None)
@@ -114,29 +130,37 @@ def run_wrk(
     r = json.loads(line.removeprefix("BENCH_JSON "))
     wall = r["duration_us"] / 1e6
     errors = {k: r[k] for k in ("connect", "read", "write", "status", "timeout") if r[k]}
-    cpu = cpu1 - cpu0
+    # wrk counts error answers (4xx/5xx: "status") as requests; failed sockets it does not count.
+    # Only successful answers make the rate; every failure is reported beside it.
+    ok = r["requests"] - r["status"]
+    cpu = cpu1 - cpu0  # over wrk's whole lifetime (start-up, connecting, the run, exit)
     point = Point(
         target=target.name,
         mode=mode,
         concurrency=concurrency,
         seconds=round(wall, 2),
-        requests=r["requests"],
-        rps=round(r["requests"] / wall, 1),
+        requests=ok,
+        rps=round(ok / wall, 1),
         p50_ms=r["p50"] / 1000,
         p90_ms=r["p90"] / 1000,
         p99_ms=r["p99"] / 1000,
         max_ms=r["max"] / 1000,
         errors=errors,
-        sut_cpu_pct=round(100 * cpu / wall, 1),
+        sut_cpu_pct=round(100 * cpu / lifetime, 1),
         core_busy_pct=core_busy(cores0, cores1),
-        req_per_cpu_s=round(r["requests"] / cpu) if cpu > 0 else 0,
+        req_per_cpu_s=round(ok / cpu) if cpu > 0 else 0,
+        cpu_us_per_req=round(1e6 * cpu / ok, 1) if ok else 0.0,
+        failed=sum(errors.values()),
         reused_tokens=r["reused"],
     )
     if errors:
-        point.notes.append(f"errors {errors}")
+        point.notes.append(f"failed {errors}")
     others = point.core_busy_pct.get(SUT_CORE, 0.0) - point.sut_cpu_pct
     if others > 15:
         point.notes.append(f"core {SUT_CORE} shared: ~{others:.0f}% used by other processes")
+    if point.core_busy_pct.get(LOAD_CORE, 0.0) >= LOAD_SATURATED_PCT:
+        point.load_saturated = True
+        point.notes.append(f"load core {LOAD_CORE} saturated ({point.core_busy_pct[LOAD_CORE]:.0f}%)")
     if r["reused"]:
         point.notes.append(f"{r['reused']} tokens reused (cache hits mixed in)")
     return point
