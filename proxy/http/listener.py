@@ -25,7 +25,7 @@ from aiohttp.http_exceptions import BadHttpMessage, BadHttpMethod, BadStatusLine
 from aiohttp.web_protocol import RequestHandler
 
 from ..errors import Kind
-from .pipeline import PROXY, refuse_unparseable
+from .pipeline import PROXY, handler_for, refuse_unparseable
 from .protocol import defer
 from .status import ERRORS, STATUS
 
@@ -136,9 +136,9 @@ class ProxyRunner(web.AppRunner):
         self.max_connections = max_connections
 
     async def _make_server(self) -> web.Server:
-        plain = await super()._make_server()  # runs the application's start-up
+        plain = await super()._make_server()  # runs the application's start-up (PROXY is set)
         return ProxyServer(
-            defer(plain.request_handler),
+            defer(handler_for(self.app[PROXY])),
             request_factory=plain.request_factory,
             handler_cancellation=plain.handler_cancellation,
             loop=plain._loop,

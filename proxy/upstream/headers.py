@@ -67,22 +67,26 @@ _COOKIE_NAME_PREFIXES = ("host-", "secure-")  # `__Host-`, `__Secure-` once `_` 
 RAY_TOKEN_HEADER = "X-Ray-Authorization"
 
 
+# Never forwarded to Ray, by name (the Cookie header is rebuilt without credential cookies).
+_DROPPED = HOP_BY_HOP | CREDENTIALS | REWRITERS | TRANSPORT | COOKIE_HEADERS
+_DROPPED_PREFIXES = ("x-goog-", "x-forwarded-")
+_NORMS: dict[str, str] = {}  # names seen, normalized: the same few dozen on every request
+_NORMS_MAX, _NORM_NAME_MAX = 4096, 64  # beyond them (a client inventing names) normalized afresh
+_NO_TOKENS: frozenset[str] = frozenset()
+
+
 def norm(name: str) -> str:
-    return name.strip().lower().replace("_", "-")
+    n = _NORMS.get(name)
+    if n is None:
+        n = name.strip().lower().replace("_", "-")
+        if len(_NORMS) < _NORMS_MAX and len(name) <= _NORM_NAME_MAX:
+            _NORMS[name] = n
+    return n
 
 
-def _dropped(name: str, connection_tokens: frozenset[str]) -> bool:
-    n = norm(name)
-    return (
-        n in HOP_BY_HOP
-        or n in CREDENTIALS
-        or n in REWRITERS
-        or n in TRANSPORT
-        or n in connection_tokens
-        or n.startswith("x-goog-")
-        or n.startswith("x-forwarded-")
-        or n in COOKIE_HEADERS
-    )
+def _dropped(n: str, connection_tokens: frozenset[str]) -> bool:
+    """Whether a header, by its normalized name `n`, is kept from Ray."""
+    return n in _DROPPED or n in connection_tokens or n.startswith(_DROPPED_PREFIXES)
 
 
 def _connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
@@ -90,7 +94,7 @@ def _connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
     for name, value in headers:
         if norm(name) == "connection":
             tokens.update(norm(t) for t in value.split(",") if t.strip())
-    return frozenset(tokens - {"close", "keep-alive"})
+    return frozenset(tokens - {"close", "keep-alive"}) if tokens else _NO_TOKENS
 
 
 def cookie_name(raw: str) -> str:
@@ -129,10 +133,15 @@ def request_headers(incoming: Iterable[tuple[str, str]], ray_token: str | None) 
     """Headers to send to Ray: the client's minus hop-by-hop, credentials and rewriters; plus Ray's token."""
     incoming = list(incoming)
     tokens = _connection_tokens(incoming)
-    out: Headers = [(k, v) for k, v in incoming if not _dropped(k, tokens)]
+    out: Headers = []
+    cookies: list[str] = []
     for name, value in incoming:
-        if norm(name) == "cookie" and (kept := filter_cookie(value)):
-            out.append(("Cookie", kept))
+        n = norm(name)
+        if not _dropped(n, tokens):
+            out.append((name, value))
+        elif n == "cookie" and (kept := filter_cookie(value)):
+            cookies.append(kept)
+    out += [("Cookie", kept) for kept in cookies]  # after the others, in the client's order
     if ray_token:
         out.append((RAY_TOKEN_HEADER, f"Bearer {ray_token}"))
     return out

@@ -17,6 +17,7 @@ import asyncio
 import logging
 
 from aiohttp import web
+from multidict import CIMultiDict
 
 from ..errors import BodyTooLarge, ClientFault, Kind, ProxyError, UpstreamError
 from ..model import RequestContext
@@ -144,11 +145,13 @@ async def _small(conn: Connection, ctx: RequestContext) -> web.Response:
             raise conn.error
         await conn.wait()
     body = conn.take() if conn.chunks else b""
-    response = web.Response(status=conn.status, reason=conn.reason.decode("latin-1") or None, body=body)
-    for name, value in response_headers(conn.headers):
-        if name.lower() != "content-length":
-            response.headers.add(name, value)
-    _tag(response, ctx)
+    headers = CIMultiDict(response_headers(conn.headers))  # in one go: cheaper than one add each
+    headers.popall("Content-Length", None)  # aiohttp frames the body it is given
+    if ctx.request_id:
+        headers["X-Request-Id"] = ctx.request_id  # as `_tag`: ours, not Ray's
+    response = web.Response(
+        status=conn.status, reason=conn.reason.decode("latin-1") or None, body=body, headers=headers
+    )
     ctx.status, ctx.bytes_out = conn.status, len(body)
     return response
 
