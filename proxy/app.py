@@ -41,8 +41,9 @@ CUT_WAIT_SECONDS = 2.0  # after the grace period: how long cancelled requests ge
 
 @web.middleware
 async def _unrouted_too(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """What aiohttp's router cannot place (a CONNECT, `*`, an absolute target without a path) goes
-    through the pipeline as well, to be refused in its shape and leave its access record."""
+    """For the app under a plain `web.AppRunner` (`ProxyRunner`, which `serve` and the tests use,
+    calls the pipeline directly): what aiohttp's router cannot place (a CONNECT, `*`, an absolute
+    target without a path) goes through the pipeline as well, refused in its shape and recorded."""
     if request.match_info.http_exception is not None:
         return await handle(request)
     return await handler(request)
