@@ -39,6 +39,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from .cli.errors import EXIT_CONFIG, EXIT_UNAVAILABLE, EXIT_USAGE
 
@@ -48,6 +49,7 @@ GEN0_THRESHOLD = 50_000
 WORKER_ENV = "RAY_IAP_PROXY_WORKER"  # "INDEX/COUNT[/METRICS_SOCKET]", set by the supervisor only
 MAX_RESTARTS, WINDOW_SECONDS, RESTART_DELAY_SECONDS = 5, 60.0, 1.0
 KILL_MARGIN_SECONDS = 10.0
+MAX_LINE_BYTES = 1 << 20  # a worker's output line relayed whole up to this size
 PR_SET_PDEATHSIG = 1
 FINAL_EXITS = frozenset({EXIT_USAGE, EXIT_CONFIG, EXIT_UNAVAILABLE})  # bad config, cannot listen
 
@@ -97,7 +99,6 @@ class Supervisor:
     def __init__(self, argv: list[str], count: int, grace: float, metrics: tuple[str, int] | None) -> None:
         self.argv, self.count, self.grace, self.metrics = argv, count, grace, metrics
         self.stopping = asyncio.Event()
-        self.procs: dict[int, asyncio.subprocess.Process] = {}
         self.restarts: list[float] = []
         self.failed = False
         self.dir = tempfile.mkdtemp(prefix="ray-iap-proxy-workers-")
@@ -169,7 +170,6 @@ class Supervisor:
             relay = asyncio.get_running_loop().create_task(relay_lines(stream, out))
             self.relays.add(relay)
             relay.add_done_callback(self.relays.discard)
-        self.procs[index] = proc
         log.info("worker %d started (pid %d)", index, proc.pid)
         return proc
 
@@ -188,9 +188,11 @@ class Supervisor:
             await exited
 
 
-async def relay_lines(stream: asyncio.StreamReader, out: object) -> None:
-    """Copy a worker's output to ours in whole lines: each write ends at a newline."""
-    buffer = getattr(out, "buffer", None)
+async def relay_lines(stream: asyncio.StreamReader, out: TextIO) -> None:
+    """Copy a worker's output to ours in whole lines: each write ends at a newline. A line longer
+    than `MAX_LINE_BYTES` is written in pieces of about that size (each ended with a newline), so a worker
+    that never ends its line cannot grow the supervisor's memory."""
+    buffer = out.buffer
     pending = b""
     while True:
         data = await stream.read(1 << 16)
@@ -198,10 +200,12 @@ async def relay_lines(stream: asyncio.StreamReader, out: object) -> None:
             break
         pending += data
         cut = pending.rfind(b"\n") + 1
-        if cut and buffer is not None:
+        if not cut and len(pending) >= MAX_LINE_BYTES:
+            pending, cut = pending + b"\n", len(pending) + 1
+        if cut:
             buffer.write(pending[:cut])
             buffer.flush()
             pending = pending[cut:]
-    if pending and buffer is not None:
+    if pending:
         buffer.write(pending + b"\n")
         buffer.flush()

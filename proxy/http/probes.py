@@ -1,5 +1,6 @@
-"""The two unauthenticated paths: `/healthz` (the process answers) and `/readyz` (it could serve now:
-keys loaded, Ray's token readable, Ray answering). Nothing else is answered without credentials.
+"""The unauthenticated paths: `/healthz` (the process answers), `/readyz` (it could serve now: keys
+loaded, Ray's token readable, Ray answering) and Ray's own `/api/gcs_healthz`, answered here from the
+same check. Nothing else is answered without credentials, and none of them reaches Ray.
 
 Anyone who reaches the pod may call them, so they say little and cost little:
 - the answer is `ready` or `not ready`, nothing more; what is wrong goes to the access record's

@@ -41,6 +41,13 @@ class KeySet(Section):
         high=1_000_000,
     )
 
+    @field_validator("audiences", check_fields=False)  # each kind declares its own audiences
+    @classmethod
+    def _some(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise invalid("must list at least one audience")
+        return value
+
 
 def _id_token_audience(value: object) -> object:
     if not isinstance(value, str) or not value.strip():
@@ -65,13 +72,6 @@ class GoogleIdTokens(KeySet):
     max_token_lifetime_seconds: Int = setting(
         3600, "`exp - iat` must not exceed this (Google's ID tokens live an hour).", low=60, high=86400
     )
-
-    @field_validator("audiences")
-    @classmethod
-    def _some(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise invalid("must list at least one audience")
-        return value
 
 
 def _audience(value: object) -> object:
@@ -106,13 +106,6 @@ class Iap(KeySet):
         "such an assertion gets 401. Emails are never case-folded beyond A-Z either way, so a look-alike "
         "(`\\u212a` KELVIN SIGN for `k`) is another address.",
     )
-
-    @field_validator("audiences")
-    @classmethod
-    def _some(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        if not value:
-            raise invalid("must list at least one audience")
-        return value
 
 
 class ClientTls(Section):

@@ -22,14 +22,15 @@ def make_upstream(base: str, limits: Limits) -> Upstream:
     return AiohttpUpstream(base, limits)
 
 
-class PoolUpstream:
-    """`Upstream` for one Ray dashboard at `base` (`http://HOST:PORT`). Built inside the running loop."""
+class PoolUpstream(AiohttpUpstream):
+    """`Upstream` for one Ray dashboard at `base` (`http://HOST:PORT`): plain HTTP and `fetch` over the
+    pool; WebSockets and readiness as `AiohttpUpstream`. Built inside the running loop."""
 
     def __init__(self, base: str, limits: Limits) -> None:
         url = URL(base)
         if url.scheme != "http" or not url.host or url.port is None:
             raise ValueError(f"upstream {base!r}: the pool speaks plain http://HOST:PORT only")
-        self.base, self.limits = base, limits
+        super().__init__(base, limits)
         self.host = url.raw_host or url.host
         self.host_header = f"[{self.host}]:{url.port}" if ":" in self.host else f"{self.host}:{url.port}"
         self.pool = Pool(
@@ -38,7 +39,6 @@ class PoolUpstream:
             limits.upstream_connect_timeout_seconds,
             limits.upstream_read_timeout_seconds,
         )
-        self.session = AiohttpUpstream(base, limits)
 
     async def http(
         self,
@@ -61,14 +61,6 @@ class PoolUpstream:
             replacement=body,
         )
 
-    async def websocket(
-        self, request: web.Request, ctx: RequestContext, target: str, headers: Headers
-    ) -> web.StreamResponse:
-        return await self.session.websocket(request, ctx, target, headers)
-
-    async def problem(self, ray_token: str | None) -> str | None:
-        return await self.session.problem(ray_token)
-
     async def fetch(self, target: str, headers: Headers, limit: int) -> tuple[int, bytes]:
         """Raises UpstreamError when Ray cannot be asked or answers more than `limit` bytes; the
         caller bounds the time (a cancelled fetch closes its connection)."""
@@ -76,4 +68,4 @@ class PoolUpstream:
 
     async def close(self) -> None:
         await self.pool.close()
-        await self.session.close()
+        await super().close()

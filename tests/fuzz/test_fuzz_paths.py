@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import unquote
@@ -29,6 +28,7 @@ from yarl import URL
 from devkit.config import AUDIENCE, ROOT
 from devkit.http import get_request, raw_http
 from devkit.keys import KeyServer
+from devkit.loop_thread import LoopThread
 from devkit.proxy import start_proxy
 from devkit.ray_double import MAY_PASS, RayDouble
 from proxy import dev
@@ -192,20 +192,15 @@ def test_fuzz_classification_agrees_with_rays_router() -> None:
 # -- 3: end to end ----------------------------------------------------------------------------------
 
 
-class Live:
+class Live(LoopThread):
     """Key server, Ray double and the real proxy, on loopback, running in a thread's own event loop
     (hypothesis drives synchronous examples)."""
 
     def __init__(self, tmp: Path) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="fuzz-live", daemon=True)
-        self.thread.start()
+        super().__init__("fuzz-live", guard=30)
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.ids = itertools.count()
         self.call(self._start(tmp))
-
-    def call(self, coro: Coroutine[Any, Any, T], guard: float = 30) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(guard)
 
     async def _start(self, tmp: Path) -> None:
         self.keys = TestServer(KeyServer([self.key]).app(), host="127.0.0.1")
@@ -218,12 +213,6 @@ class Live:
         await self.proxy.close()
         await self.ray.close()
         await self.keys.close()
-
-    def close(self) -> None:
-        self.call(self._stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @pytest.fixture(scope="module")

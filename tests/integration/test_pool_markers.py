@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import aiohttp
 import pytest
@@ -25,6 +24,7 @@ from hypothesis import strategies as st
 
 from devkit.config import AUDIENCE, ROOT
 from devkit.keys import KeyServer
+from devkit.loop_thread import LoopThread
 from devkit.proxy import start_proxy
 from proxy import dev
 from proxy.http.pipeline import PROXY
@@ -70,20 +70,15 @@ async def marker_ray(request: web.Request) -> web.StreamResponse:
     return web.json_response({"marker": marker}, headers=tag)
 
 
-class Live:
+class Live(LoopThread):
     """Key server, the marker Ray and the real proxy on loopback, in a thread's own event loop."""
 
     def __init__(self, tmp: Path) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="pool-live", daemon=True)
-        self.thread.start()
+        super().__init__("pool-live", guard=60)
         self.key = ec.generate_private_key(ec.SECP256R1())
         self.ids = itertools.count()
         self.token = ""
         self.call(self._start(tmp))
-
-    def call(self, coro: Coroutine[Any, Any, T], guard: float = 60) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(guard)
 
     async def _start(self, tmp: Path) -> None:
         self.keys = TestServer(KeyServer([self.key]).app(), host="127.0.0.1")
@@ -101,12 +96,6 @@ class Live:
         await self.proxy.close()
         await self.ray.close()
         await self.keys.close()
-
-    def close(self) -> None:
-        self.call(self._stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
     async def one(self, kind: str, size: int) -> None:
         """One request of `kind`; asserts it got its own answer (or, for `cut`, no one else's)."""

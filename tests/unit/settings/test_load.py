@@ -199,3 +199,18 @@ def test_client_tls_takes_one_way(tmp_path: Path, tls: str, message: str) -> Non
 def test_client_tls_files_are_relative_to_the_config(tmp_path: Path) -> None:
     cfg = load(write(tmp_path, GOOD + "    client_tls: {cert_file: c.pem, key_file: k.pem}\n"))
     assert cfg.client_tls is not None and cfg.client_tls.cert_file == tmp_path / "c.pem"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        GOOD.replace('["/projects/1/global/backendServices/2"]', "[]"),
+        GOOD + "    google_id_tokens:\n      audiences: []\n",
+    ],
+    ids=["iap", "google_id_tokens"],
+)
+def test_every_signed_token_kind_needs_an_audience(tmp_path: Path, text: str) -> None:
+    section = "iap" if "google_id_tokens" not in text else "google_id_tokens"
+    with pytest.raises(ConfigError) as err:
+        load(write(tmp_path, text))
+    assert f"{section}.audiences: [] must list at least one audience" in str(err.value)

@@ -88,3 +88,14 @@ def test_dev_iap_replaces_client_assertions_and_keeps_host() -> None:
         "signed",
     )
     assert out == [("Host", "ray.example.com"), ("x-goog-iap-jwt-assertion", "signed")]
+
+
+def test_names_a_client_invents_do_not_grow_the_normalized_memo() -> None:
+    from proxy.upstream import headers
+
+    for i in range(2 * headers._NORMS_MAX):
+        assert headers.norm(f" X_Made_Up_{i} ") == f"x-made-up-{i}"
+    long_name = "X_" + "a" * 200
+    assert headers.norm(long_name) == "x-" + "a" * 200
+    assert len(headers._NORMS) <= headers._NORMS_MAX and long_name not in headers._NORMS
+    assert headers.norm("Authorization") == "authorization"  # still right once the memo is full
